@@ -1,0 +1,3 @@
+from mlpfctl.cli.app import main
+
+main()

@@ -1,0 +1,90 @@
+"""The ``mlpfctl`` root command.
+
+Start-up must stay fast (``mlpfctl --help`` under 0.3 s): command modules import only Typer and
+light internals at module level; torch, optuna, numpy-heavy code are imported inside commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+# Typer >= 0.29 vendors Click; its usage errors are what a bad flag or argument raises.
+from typer._click.exceptions import UsageError
+
+from mlpfctl import __version__
+from mlpfctl.cli import config_cmd
+from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
+
+app = typer.Typer(
+    name="mlpfctl",
+    help="Train, tune (HPO), scale-test and SLURM-submit MLPF particle-flow models on any HPC machine.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlpfctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train, tune (HPO), scale-test and SLURM-submit MLPF particle-flow models on any HPC machine."""
+
+
+# devices registered below
+app.add_typer(config_cmd.app, name="config")
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    # Plain writes (no Rich markup parsing): messages may contain brackets such as nid[001-004].
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+    sys.stderr.flush()
+
+
+def _usage_hint(exc: UsageError) -> str:
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "mlpfctl"
+    return f"run '{path} --help' for the usage"
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code (errors become one error:/hint: pair on stderr)."""
+    try:
+        result = app(
+            args=list(argv) if argv is not None else None, prog_name="mlpfctl", standalone_mode=False
+        )
+    except UsageError as exc:
+        _print_error(exc.format_message(), _usage_hint(exc))
+        return EXIT_USAGE
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        _print_error("aborted", None)
+        return 130
+    except MlpfctlError as exc:
+        _print_error(exc.message, exc.hint)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _print_error("interrupted", None)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
+    return int(result) if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,33 @@
+"""Options shared by every command, and the one call that resolves the configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlpfctl.config import Resolved, flag_overrides, parse_set, resolve
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="TOML config file (default: ./mlpfctl.toml if present).", show_default=False
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override any config key: --set section.key=value (repeatable).", show_default=False
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would be done; change nothing.")]
+
+
+def load_config(
+    config: Path | None, sets: list[str] | None, flags: dict[str, tuple[str, Any]] | None = None
+) -> Resolved:
+    """Resolve defaults < file < env < flags < --set (``--set`` is applied last, so it wins)."""
+    overrides = flag_overrides(flags or {}) + parse_set(sets or [])
+    return resolve(config, overrides)
