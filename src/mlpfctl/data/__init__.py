@@ -1,0 +1,1 @@
+"""Particle-flow data: generation (Pythia8 + parametric detector), readers, datasets, batching."""

@@ -1,0 +1,70 @@
+"""The one in-memory event representation shared by every reader, the loaders and evaluation.
+
+Every format (our generated Key4hep-layout Parquet, the reference Key4hep Parquet for CLIC/CLD,
+the Delphes pickles) is converted into ``Event`` objects described by a ``DatasetSchema``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Key4hep (CLIC/CLD) conventions, from the reference post-processing (mlpf-reference.md §2-3).
+CLIC_CLASS_PDGIDS: tuple[int, ...] = (0, 211, 130, 22, 11, 13)
+CLIC_CLASS_NAMES: tuple[str, ...] = ("none", "ch.had", "n.had", "gamma", "e", "mu")
+CLIC_ELEMENT_TYPES: dict[int, str] = {1: "track", 2: "cluster"}
+CLIC_NUM_FEATURES = 17
+YTARGET_COLUMNS: tuple[str, ...] = (
+    "PDG",
+    "charge",
+    "pt",
+    "eta",
+    "sin_phi",
+    "cos_phi",
+    "energy",
+    "ispu",
+    "generatorStatus",
+    "simulatorStatus",
+    "gp_to_track",
+    "gp_to_cluster",
+    "jet_idx",
+    "particle_number",
+)
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    """What the arrays of a dataset mean (features, element types, particle classes)."""
+
+    name: str  # e.g. "clic", "cld", "delphes"
+    num_features: int
+    feature_names: tuple[str, ...]
+    element_types: dict[int, str]  # X[:, 0] code -> name; 0 = padding
+    class_pdgids: tuple[int, ...]  # class index -> PDG-like code (index 0 = no particle)
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_pdgids)
+
+
+@dataclass
+class Event:
+    """One event: detector elements with their target and baseline-PF particles.
+
+    ``X`` is ``[N, F]`` float32 (column 0 the element type, columns 1-5 pt|Et, eta, sin_phi,
+    cos_phi, p|E). ``ytarget`` and ``ycand`` are ``[N, 14]`` float32 in the Key4hep column order
+    (``YTARGET_COLUMNS``) with column 0 already mapped to the class *index* of the schema.
+    Jets are ``[J, 4]`` (pt, eta, phi, E).
+    """
+
+    X: np.ndarray
+    ytarget: np.ndarray
+    ycand: np.ndarray
+    genmet: float = 0.0
+    genjets: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    targetjets: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
