@@ -178,11 +178,26 @@ def run_driver(request: RunRequest) -> RunResult:
         signal.signal(signal.SIGTERM, previous)
     states = study_states(request)
     if any(codes):
-        raise RuntimeFailure(
-            f"worker exit codes {codes}",
-            "see the worker logs above; the study can be continued with --resume",
-        )
+        if states.get("RUNNING", 0) or _unfinished_slots(request):
+            raise RuntimeFailure(
+                f"workers exited with codes {codes} and the study is unfinished",
+                "see the worker logs above; continue the study with --resume",
+            )
+        # A worker died (killed, node lost) but the others re-ran its trial: the study is whole.
+        warn(f"worker exit codes {codes}: the surviving workers completed the study")
     return RunResult(request.study, states, codes)
+
+
+def _unfinished_slots(request: RunRequest) -> int:
+    """Queued new configurations or retries nobody ran (a worker-less study)."""
+    import optuna
+
+    from mlpfctl.hpo.storage import ATTR_RETRY_OF
+
+    storage = open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
+    study = optuna.load_study(study_name=request.study, storage=storage)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return sum(1 for t in waiting if t.user_attrs.get(ATTR_KIND) == "new" or ATTR_RETRY_OF in t.user_attrs)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

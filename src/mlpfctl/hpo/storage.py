@@ -204,7 +204,9 @@ class Liveness:
             before = {
                 t._trial_id for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
             }
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             after = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
             return sorted(t._trial_id for t in after if t._trial_id not in before)
         return self._reap_journal(study)
