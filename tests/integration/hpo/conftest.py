@@ -31,13 +31,14 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("PostgreSQL tests need root (they install and start a private server as 'postgres')")
     directory = Path(tempfile.mkdtemp(prefix="mlpfctl-pg-"))
+    directory.chmod(0o755)  # the server runs as 'postgres' and must traverse it
     script = REPO / "scripts" / "postgres-test-server.sh"
     proc = subprocess.run(
         ["bash", str(script), "start", str(directory / "cluster")], capture_output=True, text=True, timeout=600
     )
     if proc.returncode != 0:
         subprocess.run(["bash", str(script), "stop", str(directory / "cluster")], check=False)
-        pytest.skip(f"could not start a PostgreSQL server: {proc.stderr.strip()[-300:]}")
+        pytest.skip(f"could not start a PostgreSQL server: {(proc.stderr + proc.stdout).strip()[-300:]}")
     try:
         yield proc.stdout.strip().splitlines()[-1]
     finally:

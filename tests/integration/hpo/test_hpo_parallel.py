@@ -70,7 +70,7 @@ def _assert_each_slot_completed_once(trials: list[optuna.trial.FrozenTrial], n: 
     assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)]
 
 
-@pytest.fixture(params=["sqlite", "journal", "postgresql"])
+@pytest.fixture(params=["sqlite", "journal", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'study.db'}"
