@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
-from mlpfctl.cli import config_cmd, devices
+from mlpfctl.cli import config_cmd, devices, scale_bench
 from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ def root(
 
 app.command("devices")(devices.devices)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(scale_bench.app, name="scale-bench")
 
 
 def _print_error(message: str, hint: str | None) -> None:
