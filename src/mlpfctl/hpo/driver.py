@@ -108,9 +108,13 @@ def prepare_study(request: RunRequest) -> optuna.Study:
     """Create the study with its settings and queued configurations, or reopen it for --resume."""
     import optuna
 
-    storage = open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     s = request.settings
+    # Plan before touching the storage: a bad space or grid leaves no empty study (or file) behind.
+    plans = _plan(s, 0, s.trials)
+    storage = open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
+    names = {
+        summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    }
     if request.study in names:
         if not request.resume:
             raise UsageError(
@@ -120,7 +124,7 @@ def prepare_study(request: RunRequest) -> optuna.Study:
         study = optuna.load_study(study_name=request.study, storage=storage)
         stored = load_settings(study)
         if s.trials > stored.trials:
-            _queue_configurations(study, stored, start=stored.trials, stop=s.trials)
+            _queue(study, _plan(stored, stored.trials, s.trials), stored.trials)
             stored.trials = s.trials
             study.set_user_attr(SETTINGS_ATTR, stored.to_dict())
         request.settings = stored
@@ -132,22 +136,24 @@ def prepare_study(request: RunRequest) -> optuna.Study:
     ]
     study = optuna.create_study(study_name=request.study, storage=storage, directions=directions)
     study.set_user_attr(SETTINGS_ATTR, s.to_dict())
-    _queue_configurations(study, s, start=0, stop=s.trials)
+    _queue(study, plans, 0)
     return study
 
 
-def _queue_configurations(study: optuna.Study, s: StudySettings, start: int, stop: int) -> None:
+def _plan(s: StudySettings, start: int, stop: int) -> list[dict[str, Any]]:
+    """Parameters of the queued configurations ``start..stop-1`` (empty dicts: sampled later)."""
     from mlpfctl.hpo.samplers import PLANNED, plan_configs
     from mlpfctl.hpo.space import SearchSpace
 
-    if s.sampler in PLANNED:
-        plans = plan_configs(SearchSpace.from_dict(s.space), s.sampler, stop, s.seed)[start:]
-        if len(plans) < stop - start:
-            warn(
-                f"the search space has only {start + len(plans)} distinct configurations for --trials {stop}"
-            )
-    else:
-        plans = [{} for _ in range(stop - start)]
+    if s.sampler not in PLANNED:
+        return [{} for _ in range(stop - start)]
+    plans = plan_configs(SearchSpace.from_dict(s.space), s.sampler, stop, s.seed)[start:]
+    if len(plans) < stop - start:
+        warn(f"the search space has only {start + len(plans)} distinct configurations for --trials {stop}")
+    return plans
+
+
+def _queue(study: optuna.Study, plans: list[dict[str, Any]], start: int) -> None:
     for offset, params in enumerate(plans):
         study.enqueue_trial(params, user_attrs={ATTR_KIND: "new", ATTR_SLOT: start + offset})
 

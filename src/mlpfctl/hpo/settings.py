@@ -91,6 +91,10 @@ class StudySettings:
         samplers.check_name(hpo.sampler, n_objectives)
         schedulers.check_name(hpo.scheduler, n_objectives)
         space = load_space(hpo.space)
+        if hpo.objective:
+            from mlpfctl.hpo.objective import load_objective
+
+            load_objective(hpo.objective)  # a typo fails here, not in every worker
         workdir = hpo.workdir or str(Path(config.run.out_dir) / "hpo" / study)
         settings = cls(
             space=space.to_dict(),

@@ -34,7 +34,10 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     directory.chmod(0o755)  # the server runs as 'postgres' and must traverse it
     script = REPO / "scripts" / "postgres-test-server.sh"
     proc = subprocess.run(
-        ["bash", str(script), "start", str(directory / "cluster")], capture_output=True, text=True, timeout=600
+        ["bash", str(script), "start", str(directory / "cluster")],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if proc.returncode != 0:
         subprocess.run(["bash", str(script), "stop", str(directory / "cluster")], check=False)

@@ -62,4 +62,8 @@ def trivial(ctx: Any) -> float:
 
 def trivial_grid(ctx: Any) -> float:
     """For the grid space: a, b, c."""
-    return {"p": 0.0, "q": 1.0, "r": 2.0, "s": 3.0}[ctx.params["a"]] + float(ctx.params["b"]) + float(ctx.params["c"])
+    return (
+        {"p": 0.0, "q": 1.0, "r": 2.0, "s": 3.0}[ctx.params["a"]]
+        + float(ctx.params["b"])
+        + float(ctx.params["c"])
+    )

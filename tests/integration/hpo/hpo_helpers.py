@@ -58,5 +58,7 @@ def load_trials(config: Any) -> list[Any]:
 
     from mlpfctl.hpo.storage import open_storage, parse_url
 
-    storage = open_storage(parse_url(config.hpo.storage), heartbeat_interval=60, grace_period=120, max_retry=0)
+    storage = open_storage(
+        parse_url(config.hpo.storage), heartbeat_interval=60, grace_period=120, max_retry=0
+    )
     return optuna.load_study(study_name=config.hpo.study, storage=storage).get_trials()

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import optuna
-from hpo_helpers import create_study, load_trials, make_config, run_inprocess
 
 from mlpfctl.hpo.asha import ATTR_CONFIG, ATTR_OUTCOME, ATTR_PARENT, ATTR_RANKS, ATTR_RUNG, rung_value
+
+from .hpo_helpers import create_study, load_trials, make_config, run_inprocess
 
 S = optuna.trial.TrialState
 
@@ -17,7 +18,9 @@ def _jobs(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTri
     return [t for t in trials if t.state.is_finished() and ATTR_RUNG in t.user_attrs]
 
 
-def test_asha_promotes_the_top_third_and_resumes_from_the_parent_checkpoint(tmp_path: Path, sqlite_url: str) -> None:
+def test_asha_promotes_the_top_third_and_resumes_from_the_parent_checkpoint(
+    tmp_path: Path, sqlite_url: str
+) -> None:
     config = make_config(tmp_path, sqlite_url, trials=9, sampler="random", scheduler="asha")
     create_study(config)
     result = run_inprocess(config)
@@ -34,7 +37,9 @@ def test_asha_promotes_the_top_third_and_resumes_from_the_parent_checkpoint(tmp_
     assert len(by_rung[2]) >= len(by_rung[1]) // 3 >= 1
     # The top-rung jobs are COMPLETE, the others paused (PRUNED for the samplers).
     assert all(t.state == S.COMPLETE and t.user_attrs[ATTR_OUTCOME] == "top" for t in by_rung[2])
-    assert all(t.state == S.PRUNED and t.user_attrs[ATTR_OUTCOME] == "paused" for t in by_rung[0] + by_rung[1])
+    assert all(
+        t.state == S.PRUNED and t.user_attrs[ATTR_OUTCOME] == "paused" for t in by_rung[0] + by_rung[1]
+    )
     numbers = {t.number: t for t in trials}
     for job in by_rung[1] + by_rung[2]:
         parent = numbers[job.user_attrs[ATTR_PARENT]]
@@ -42,8 +47,17 @@ def test_asha_promotes_the_top_third_and_resumes_from_the_parent_checkpoint(tmp_
         assert parent.user_attrs[ATTR_RUNG] == job.user_attrs[ATTR_RUNG] - 1
         # The promoted job's curve continues the parent's (copied, then extended).
         assert set(parent.intermediate_values) < set(job.intermediate_values)
-        calls = [json.loads(line) for line in (tmp_path / "work" / f"trial-{job.number:05d}" / "calls.jsonl").open()]
-        assert calls == [{"pid": calls[0]["pid"], "start": [50, 150][job.user_attrs[ATTR_RUNG] - 1], "budget": [150, 450][job.user_attrs[ATTR_RUNG] - 1]}]
+        calls = [
+            json.loads(line)
+            for line in (tmp_path / "work" / f"trial-{job.number:05d}" / "calls.jsonl").open()
+        ]
+        assert calls == [
+            {
+                "pid": calls[0]["pid"],
+                "start": [50, 150][job.user_attrs[ATTR_RUNG] - 1],
+                "budget": [150, 450][job.user_attrs[ATTR_RUNG] - 1],
+            }
+        ]
     # Promotion respects the ranking: the best bottom-rung configuration reached the top.
     best0 = min(by_rung[0], key=lambda t: rung_value(t) or 1e9)
     assert best0.user_attrs[ATTR_CONFIG] in {t.user_attrs[ATTR_CONFIG] for t in by_rung[2]}
@@ -54,8 +68,15 @@ def test_asha_promotes_the_top_third_and_resumes_from_the_parent_checkpoint(tmp_
 
 def test_rasda_gives_promoted_jobs_eta_times_more_ranks(tmp_path: Path, sqlite_url: str) -> None:
     config = make_config(
-        tmp_path, sqlite_url, trials=6, sampler="random", scheduler="rasda", reduction_factor=2,
-        min_resource=100, max_resource=400, max_ranks_per_trial=3,
+        tmp_path,
+        sqlite_url,
+        trials=6,
+        sampler="random",
+        scheduler="rasda",
+        reduction_factor=2,
+        min_resource=100,
+        max_resource=400,
+        max_ranks_per_trial=3,
     )
     create_study(config)
     run_inprocess(config)
@@ -67,7 +88,12 @@ def test_rasda_gives_promoted_jobs_eta_times_more_ranks(tmp_path: Path, sqlite_u
 def test_sha_and_hyperband_prune_and_complete(tmp_path: Path, sqlite_url: str) -> None:
     for index, scheduler in enumerate(("sha", "hyperband", "median")):
         config = make_config(
-            tmp_path, sqlite_url, study=f"s{index}", trials=12, sampler="tpe", scheduler=scheduler,
+            tmp_path,
+            sqlite_url,
+            study=f"s{index}",
+            trials=12,
+            sampler="tpe",
+            scheduler=scheduler,
         )
         create_study(config)
         run_inprocess(config)
@@ -77,7 +103,9 @@ def test_sha_and_hyperband_prune_and_complete(tmp_path: Path, sqlite_url: str) -
 
 
 def test_diverging_trials_are_pruned_and_the_study_continues(tmp_path: Path, sqlite_url: str) -> None:
-    config = make_config(tmp_path, sqlite_url, trials=10, sampler="random", scheduler="none", objective="diverging")
+    config = make_config(
+        tmp_path, sqlite_url, trials=10, sampler="random", scheduler="none", objective="diverging"
+    )
     create_study(config)
     run_inprocess(config)
     trials = load_trials(config)
@@ -88,7 +116,12 @@ def test_diverging_trials_are_pruned_and_the_study_continues(tmp_path: Path, sql
 
 def test_multi_objective_nsga2(tmp_path: Path, sqlite_url: str) -> None:
     config = make_config(
-        tmp_path, sqlite_url, trials=10, sampler="nsga2", scheduler="none", objective="two_objectives",
+        tmp_path,
+        sqlite_url,
+        trials=10,
+        sampler="nsga2",
+        scheduler="none",
+        objective="two_objectives",
         directions=["minimize", "maximize"],
     )
     create_study(config)

@@ -14,11 +14,12 @@ from typing import Any
 
 import optuna
 import pytest
-from hpo_helpers import FAKE
 
 from mlpfctl.hpo.asha import ATTR_SLOT
 from mlpfctl.hpo.space import config_key
 from mlpfctl.hpo.storage import ATTR_RETRY_OF, open_storage, parse_url
+
+from .hpo_helpers import FAKE
 
 S = optuna.trial.TrialState
 GRID_SPACE = """
@@ -126,7 +127,9 @@ def test_sigkill_of_a_worker_mid_trial_still_completes_every_trial_once(any_url:
     name, study = _study_args(any_url, tmp_path)
     args = _args(any_url, tmp_path, "--sampler", "random", "--scheduler", "none", "--trials", "6",
                  "--workers", "2", "--space", "quadratic", *study)  # fmt: skip
-    driver = subprocess.Popen(args, env=_env(any_url, sleep=0.15), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = subprocess.Popen(
+        args, env=_env(any_url, sleep=0.15), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         _wait(lambda: _first_call(tmp_path / "work") is not None, 120)
         call = _first_call(tmp_path / "work")
@@ -151,7 +154,11 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     base = _args(url, tmp_path, "--sampler", "tpe", "--scheduler", "asha", "--trials", "8", "--workers", "2",
                  "--space", "quadratic")  # fmt: skip
     driver = subprocess.Popen(
-        base, env=_env(url, sleep=0.05), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        base,
+        env=_env(url, sleep=0.05),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _wait(lambda: len(list((tmp_path / "work").glob("trial-*/checkpoint/state.json"))) >= 3, 120)
@@ -166,6 +173,6 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     trials = _trials(url)
     assert not [t for t in trials if t.state == S.RUNNING]
-    bottom = [t for t in trials if t.user_attrs.get("mlpfctl.rung") == 0 and t.state == S.PRUNED or
+    bottom = [t for t in trials if (t.user_attrs.get("mlpfctl.rung") == 0 and t.state == S.PRUNED) or
               (t.user_attrs.get("mlpfctl.rung") == 0 and t.state == S.COMPLETE)]  # fmt: skip
     assert sorted(int(t.user_attrs[ATTR_SLOT]) for t in bottom) == list(range(8))
