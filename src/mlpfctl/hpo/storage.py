@@ -131,7 +131,7 @@ def open_storage(
         with warnings.catch_warnings():
             # heartbeat_interval is "experimental" since Optuna 2.x; we rely on it knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 spec.url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=max(1, round(heartbeat_interval)),
@@ -143,6 +143,33 @@ def open_storage(
             f"cannot open the study storage {spec.masked}: {type(exc).__name__}: {mask_secret(str(exc))}",
             "check the URL, that the server is running and reachable, and the credentials",
         ) from None
+    if spec.kind == "sqlite":
+        _serialise_sqlite_transactions(storage)
+    return storage
+
+
+def _serialise_sqlite_transactions(storage: optuna.storages.RDBStorage) -> None:
+    """Make every SQLite transaction take the write lock at BEGIN (``BEGIN IMMEDIATE``).
+
+    Optuna's state changes are read-check-write transactions (``SELECT ... FOR UPDATE`` on
+    PostgreSQL). SQLite ignores FOR UPDATE, and Python's sqlite3 module runs the SELECT outside any
+    transaction, so two workers could both read WAITING and both claim one trial (measured: a trial
+    run twice with 4 workers). With BEGIN IMMEDIATE the whole read-check-write holds the database
+    lock, so a claim or a stale-trial failure is a true compare-and-set across processes.
+    """
+    from sqlalchemy import event
+
+    engine = storage.engine
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened during RDBStorage's set-up predate the listeners
 
 
 def _heartbeat_dir(spec: StorageSpec) -> Path:

@@ -199,6 +199,11 @@ class Worker:
             attrs = dict(frozen.user_attrs)
             try:
                 return self._execute(trial, frozen, attrs)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # Another worker found our heartbeat stale (an overloaded node) and re-queued the
+                # trial: drop this run, the retry carries on.
+                warn(f"trial {frozen.number} was failed as stale by another worker meanwhile: dropped here")
+                return "failed"
             except _Interrupted:
                 self._finish(trial, optuna.trial.TrialState.FAIL, None, "interrupted")
                 # Re-queue now rather than after the grace period: a resumed study continues it.

@@ -61,7 +61,9 @@ def trivial(ctx: Any) -> float:
 
 
 def trivial_grid(ctx: Any) -> float:
-    """For the grid space: a, b, c."""
+    """For the grid space: a, b, c; logs each call like ``curve`` (to catch double claims)."""
+    with (ctx.run_dir / "calls.jsonl").open("a") as handle:
+        handle.write(json.dumps({"pid": os.getpid(), "start": 0, "budget": ctx.budget}) + "\n")
     return (
         {"p": 0.0, "q": 1.0, "r": 2.0, "s": 3.0}[ctx.params["a"]]
         + float(ctx.params["b"])

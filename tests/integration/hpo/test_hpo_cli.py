@@ -15,18 +15,44 @@ ENV = {"MLPFCTL_HPO_NO_DEVICE_PROBE": "1"}
 
 def _common(tmp_path: Path) -> list[str]:
     return [
-        "--storage", f"sqlite:///{tmp_path / 's.db'}", "--study", "cli",
-        "--set", f"hpo.workdir={tmp_path / 'work'}", "--set", f"run.out_dir={tmp_path / 'runs'}",
-    ]  # fmt: skip
+        "--storage",
+        f"sqlite:///{tmp_path / 's.db'}",
+        "--study",
+        "cli",
+        "--set",
+        f"hpo.workdir={tmp_path / 'work'}",
+        "--set",
+        f"run.out_dir={tmp_path / 'runs'}",
+    ]
 
 
 def test_run_status_report_and_best_config(tmp_path: Path) -> None:
     run = run_cli(
-        "hpo", "run", *_common(tmp_path), "--objective", f"{FAKE}:curve", "--space", "quadratic",
-        "--sampler", "tpe", "--scheduler", "asha", "--trials", "6", "--workers", "2",
-        "--min-resource", "50", "--max-resource", "450", "--eta", "3", "--json",
-        env=ENV, cwd=tmp_path,
-    )  # fmt: skip
+        "hpo",
+        "run",
+        *_common(tmp_path),
+        "--objective",
+        f"{FAKE}:curve",
+        "--space",
+        "quadratic",
+        "--sampler",
+        "tpe",
+        "--scheduler",
+        "asha",
+        "--trials",
+        "6",
+        "--workers",
+        "2",
+        "--min-resource",
+        "50",
+        "--max-resource",
+        "450",
+        "--eta",
+        "3",
+        "--json",
+        env=ENV,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     data = json.loads(run.stdout)
     assert data["states"]["PRUNED"] >= 6 and data["best"]["rung"] >= 1  # 6 configs: rung 2 needs 3 at rung 1
@@ -49,8 +75,19 @@ def test_run_status_report_and_best_config(tmp_path: Path) -> None:
 
 
 def test_dry_run_creates_nothing(tmp_path: Path) -> None:
-    proc = run_cli("hpo", "run", *_common(tmp_path), "--objective", f"{FAKE}:curve", "--space", "quadratic",
-                   "--dry-run", "--json", env=ENV, cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "hpo",
+        "run",
+        *_common(tmp_path),
+        "--objective",
+        f"{FAKE}:curve",
+        "--space",
+        "quadratic",
+        "--dry-run",
+        "--json",
+        env=ENV,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert plan["rungs"] == [100, 300, 900] and plan["scheduler"] == "asha"
@@ -75,7 +112,7 @@ def test_user_errors(tmp_path: Path) -> None:
             "--objective",
             f"{FAKE}:curve",
             env=ENV,
-        ),  # fmt: skip
+        ),
         "cannot enumerate",
     )
     assert_user_error(run_cli("hpo", "status", *_common(tmp_path), env=ENV), "does not exist")

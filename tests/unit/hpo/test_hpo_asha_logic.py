@@ -42,9 +42,13 @@ class Book:
     ) -> int:
         number = len(self.trials)
         trial = optuna.trial.create_trial(
-            state=state, params={"x": 0.5}, distributions=DIST, user_attrs=attrs,
-            value=value if state == S.COMPLETE else None, intermediate_values=inter or {},
-        )  # fmt: skip
+            state=state,
+            params={"x": 0.5},
+            distributions=DIST,
+            user_attrs=attrs,
+            value=value if state == S.COMPLETE else None,
+            intermediate_values=inter or {},
+        )
         trial.number = number
         trial._trial_id = 1000 + number
         self.trials.append(trial)
@@ -52,11 +56,23 @@ class Book:
 
     def paused(self, config: int | None, rung: int, value: float) -> int:
         number = len(self.trials)
-        attrs = {ATTR_KIND: "new" if rung == 0 else "promotion", ATTR_CONFIG: number if config is None else config,
-                 ATTR_RUNG: rung, ATTR_BUDGET: BUDGETS[rung], ATTR_OUTCOME: "paused"}  # fmt: skip
+        attrs = {
+            ATTR_KIND: "new" if rung == 0 else "promotion",
+            ATTR_CONFIG: number if config is None else config,
+            ATTR_RUNG: rung,
+            ATTR_BUDGET: BUDGETS[rung],
+            ATTR_OUTCOME: "paused",
+        }
         self._add(S.PRUNED, attrs, inter={BUDGETS[rung]: value})
-        self._add(S.WAITING, {ATTR_KIND: "promotion", ATTR_PARENT: number, ATTR_RUNG: rung + 1,
-                              ATTR_CONFIG: attrs[ATTR_CONFIG]})  # fmt: skip
+        self._add(
+            S.WAITING,
+            {
+                ATTR_KIND: "promotion",
+                ATTR_PARENT: number,
+                ATTR_RUNG: rung + 1,
+                ATTR_CONFIG: attrs[ATTR_CONFIG],
+            },
+        )
         return number
 
     def candidate_of(self, parent: int) -> int:

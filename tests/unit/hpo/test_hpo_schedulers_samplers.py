@@ -25,7 +25,7 @@ def test_bad_rungs_are_config_errors() -> None:
         Rungs(1, 10, 1)
     with pytest.raises(ConfigError, match="exceeds max_resource"):
         Rungs(100, 50, 2)
-    with pytest.raises(ConfigError, match="not multiples of train.val_every = 40"):
+    with pytest.raises(ConfigError, match=r"not multiples of train\.val_every = 40"):
         Rungs(100, 900, 3).check_multiple_of(40, "train.val_every")
 
 
@@ -43,8 +43,16 @@ def test_pruners_by_name() -> None:
         schedulers.check_name("asha", 2)
 
 
-@pytest.mark.parametrize(("name", "cls"), [("tpe", "TPESampler"), ("gp", "GPSampler"), ("cmaes", "CmaEsSampler"),
-                                           ("random", "RandomSampler"), ("grid", "RandomSampler")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("tpe", "TPESampler"),
+        ("gp", "GPSampler"),
+        ("cmaes", "CmaEsSampler"),
+        ("random", "RandomSampler"),
+        ("grid", "RandomSampler"),
+    ],
+)
 def test_sampler_registry(name: str, cls: str) -> None:
     sampler = samplers.make_sampler(name, seed=1, worker_index=2, n_objectives=1)
     assert type(sampler).__name__ == cls

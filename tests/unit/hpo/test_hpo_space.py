@@ -108,10 +108,18 @@ def test_unknown_preset_lists_presets() -> None:
 def test_mlpf_preset_covers_the_issue_list_and_never_samples_budgets() -> None:
     names = {p.name for p in load_space("mlpf").params}
     assert {
-        "train.optimizer", "train.lr", "model.num_layers", "model.num_heads", "model.head_dim",
-        "model.dropout", "model.activation", "data.max_elements_per_batch", "train.weight_decay",
-        "train.lr_scaling", "train.warmup_steps",
-    } <= names  # fmt: skip
+        "train.optimizer",
+        "train.lr",
+        "model.num_layers",
+        "model.num_heads",
+        "model.head_dim",
+        "model.dropout",
+        "model.activation",
+        "data.max_elements_per_batch",
+        "train.weight_decay",
+        "train.lr_scaling",
+        "train.warmup_steps",
+    } <= names
     assert not names & {"train.steps", "train.val_every", "train.schedule_steps"}
 
 
