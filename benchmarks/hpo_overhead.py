@@ -1,6 +1,7 @@
 """HPO machinery overhead: trials per second and per-trial storage latency vs concurrent workers.
 
-    .venv/bin/python -m benchmarks.hpo_overhead [--workers 1,2,4,8,16,32] [--storages sqlite,journal,postgresql]
+    .venv/bin/python -m benchmarks.hpo_overhead [--workers 1,2,4,8,16,32] \
+        [--storages sqlite,journal,postgresql]
 
 A trivial objective (returns x**2 at once) through the real `mlpfctl hpo run` driver: W worker
 processes pull trials from one study. Reported per (storage, W):
