@@ -121,7 +121,31 @@ class StudySettings:
             base_config={k: v for k, v in to_dict(config, mask_secrets=False).items() if k != "hpo"},
         )
         settings.rungs.budgets  # noqa: B018 - validates r, R, eta, s now rather than in a worker
+        if hpo.objective is None:
+            _check_mlpf_space(config, space.to_dict()["params"], settings)
         return settings
+
+
+def _check_mlpf_space(config: Config, params: dict[str, Any], settings: StudySettings) -> None:
+    """The MLPF objective samples config keys: unknown keys and off-grid rungs fail up front."""
+    import difflib
+
+    from mlpfctl.config.loader import schema_fields
+
+    fields = schema_fields()
+    for name in params:
+        if name not in fields:
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            raise ConfigError(
+                f"search-space parameter '{name}' is not a config key the training objective can set",
+                (f"did you mean '{close[0]}'? " if close else "")
+                + "name parameters after config keys (mlpfctl config show) "
+                "or pass --objective module:function",
+            )
+    train = getattr(config, "train", None)
+    val_every = getattr(train, "val_every", None)
+    if isinstance(val_every, int) and val_every > 0 and settings.scheduler != "none":
+        settings.rungs.check_multiple_of(val_every, "train.val_every")
 
 
 def load_settings(study: optuna.Study) -> StudySettings:
