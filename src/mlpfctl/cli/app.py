@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
-from mlpfctl.cli import config_cmd
+from mlpfctl.cli import config_cmd, data
 from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ def root(
 
 # devices registered below
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(data.app, name="data")
 
 
 def _print_error(message: str, hint: str | None) -> None:

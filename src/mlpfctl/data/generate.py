@@ -243,7 +243,8 @@ def generate_dataset(
             pileup_mu,
         ):
             raise UsageError(
-                f"{out} already holds a different dataset ({old.process}, {old.events} events, seed {old.seed})",
+                f"{out} already holds a different dataset "
+                f"({old.process}, {old.events} events, seed {old.seed})",
                 hint="choose another --out directory or pass --force to replace it",
             )
     specs = plan_shards(process, events, seed, events_per_shard, pileup_mu)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-
 ORDER = (
     "X_track",
     "X_cluster",

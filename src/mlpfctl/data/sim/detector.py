@@ -7,6 +7,7 @@ for the clustering neighbour search, by placing events far apart in space.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Tracks:
 class Clusters:
     event: np.ndarray
     features: np.ndarray  # [n, 17] CLUSTER_FEATURES
-    deposit: np.ndarray  # sparse (n_particles x n_clusters) true deposited energy, CSR
+    deposit: Any  # scipy CSR (n_particles x n_clusters): true deposited energy
 
 
 @dataclass

@@ -16,7 +16,7 @@ def pt_eta_phi(p4: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def eta_of_position(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     rho = np.hypot(x, y)
-    return np.arcsinh(np.divide(z, rho, out=np.sign(z) * 1e4, where=rho > 0))
+    return np.asarray(np.arcsinh(np.divide(z, rho, out=np.sign(z) * 1e4, where=rho > 0)))
 
 
 @dataclass
@@ -79,4 +79,4 @@ def propagate(
 def on_front_sphere(pos: np.ndarray, radius: float) -> np.ndarray:
     """Positions projected radially onto a sphere: a common frame for ECAL and HCAL deposits."""
     norm = np.linalg.norm(pos, axis=1, keepdims=True)
-    return pos / np.maximum(norm, 1e-9) * radius
+    return np.asarray(pos / np.maximum(norm, 1e-9) * radius)

@@ -15,7 +15,7 @@ from mlpfctl.data.sim.detector import _EVENT_SPACING, DetectorOutput
 from mlpfctl.data.sim.kinematics import on_front_sphere, propagate
 from mlpfctl.data.sim.params import DetectorParams
 
-LINK_DISTANCE = 100.0  # mm on the ECAL front
+LINK_DISTANCE = 150.0  # mm on the ECAL front (hadron showers sit partly deeper, further along the helix)
 MASSES = {211: 0.13957, 11: 0.000511, 13: 0.10566}
 
 
@@ -53,7 +53,7 @@ def reconstruct(det: DetectorOutput, p: DetectorParams) -> tuple[np.ndarray, np.
     lc = np.where(linked, link, 0)
     eop = np.where(linked, e_cl[lc] / np.maximum(mom, 1e-6), 0.0)
     electron = linked & (eop > 0.7) & (eop < 1.3) & (e_hcal[lc] < 0.1 * e_cl[lc])
-    muon = (mom > 3.0) & (~linked | (e_cl[lc] < np.minimum(4.0, 0.5 * mom))) & ~electron
+    muon = (mom > 3.0) & linked & (e_cl[lc] < np.minimum(4.0, 0.5 * mom)) & (e_hcal[lc] > 0) & ~electron
     code = np.where(electron, 11, np.where(muon, 13, 211))
     mass = np.select([code == 11, code == 13], [MASSES[11], MASSES[13]], MASSES[211])
     yt = np.zeros((nt, 14), np.float32)

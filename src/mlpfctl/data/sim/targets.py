@@ -37,17 +37,20 @@ def assign_targets(parts: Particles, det: DetectorOutput) -> tuple[np.ndarray, n
     best = np.full(n, -1, np.int64)
     claimants = np.flatnonzero(visible & ~has_track)
     claimants = claimants[np.argsort(-energy[claimants], kind="stable")]
-    indptr, indices, data = csr.indptr, csr.indices, csr.data
+    # candidate clusters of every particle, best (largest deposit) first, in one flat list
+    indptr = csr.indptr
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    order = np.lexsort((-csr.data, rows))
+    ranked = csr.indices[order].tolist()
+    starts, ends = indptr[:-1].tolist(), indptr[1:].tolist()
     leftovers: list[int] = []
-    used = owner  # alias: a cluster is used once it has an owner
     for pi in claimants.tolist():
-        s, e = indptr[pi], indptr[pi + 1]
+        s, e = starts[pi], ends[pi]
         if s == e:
             continue
-        cands = indices[s:e][np.argsort(-data[s:e], kind="stable")]
-        best[pi] = cands[0]
-        for c in cands.tolist():
-            if used[c] < 0:
+        best[pi] = ranked[s]
+        for c in ranked[s:e]:
+            if owner[c] < 0:
                 owner[c] = pi
                 break
         else:
