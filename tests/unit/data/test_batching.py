@@ -61,7 +61,9 @@ def test_ranks_get_disjoint_shares_and_the_same_number_of_batches(world: int, cl
 
 def test_drop_last_trims_to_equal_counts() -> None:
     lengths = _lengths(101)
-    counts = [len(list(FixedBatchSampler(lengths, 10, rank=r, world_size=3, drop_last=True))) for r in range(3)]
+    counts = [
+        len(list(FixedBatchSampler(lengths, 10, rank=r, world_size=3, drop_last=True))) for r in range(3)
+    ]
     assert len(set(counts)) == 1
     assert counts[0] == 3  # 10 full batches -> 9 usable across 3 ranks
 
