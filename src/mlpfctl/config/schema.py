@@ -59,7 +59,7 @@ class GenerateSection:
     process: str = setting("ee_ttbar", "Physics process to generate.", choices=GENERATE_PROCESSES)
     events: int = setting(2000, "Number of events to generate.", ge=1)
     events_per_shard: int = setting(
-        500, "Events per Parquet shard (the unit of parallelism and resume).", ge=1
+        1000, "Events per Parquet shard (the unit of parallelism and resume).", ge=1
     )
     workers: int = setting(0, "Worker processes (0 = one per CPU core, at most one per shard).", ge=0)
     pileup_mu: float = setting(

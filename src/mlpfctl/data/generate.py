@@ -24,7 +24,7 @@ from mlpfctl.atomic import atomic_write_text
 from mlpfctl.data.manifest import SCHEMA_VERSION, Manifest, sha256_of
 from mlpfctl.errors import DataError, RuntimeFailure, UsageError
 
-DEFAULT_EVENTS_PER_SHARD = 500
+DEFAULT_EVENTS_PER_SHARD = 1000
 MINBIAS_POOL_MIN = 200
 
 
@@ -111,11 +111,10 @@ def simulate_shard(spec: ShardSpec, out_dir: str) -> dict[str, Any]:
     jetdef = jet_definition(collider)
     hard = parts.ispu == 0
     gen_p4 = parts.p4[hard]
-    genjets, n_genjets, _ = cluster_jets(gen_p4, _group_counts(parts.event[hard], n_ev), jetdef)
     genmet = np.hypot(
         np.bincount(parts.event[hard], gen_p4[:, 0], n_ev), np.bincount(parts.event[hard], gen_p4[:, 1], n_ev)
     )
-    # target jets from all target particles, tracks and clusters together, grouped by event
+    # target particles from tracks and clusters together, grouped by event
     y_all = np.concatenate([yt_trk, yt_cl])
     ev_all = np.concatenate([det.tracks.event, det.clusters.event])
     real = np.flatnonzero(y_all[:, 0] != 0)
@@ -123,8 +122,15 @@ def simulate_shard(spec: ShardSpec, out_dir: str) -> dict[str, Any]:
     y = y_all[real].astype(np.float64)
     pt, eta, phi, e = y[:, 2], y[:, 3], np.arctan2(y[:, 4], y[:, 5]), y[:, 6]
     p4 = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), e], 1)
-    targetjets, n_tjets, jet_idx = cluster_jets(p4, _group_counts(ev_all[real], n_ev), jetdef)
-    y_all[real, 12] = jet_idx
+    # one FastJet call for both: generator-level events first, then target-level ones
+    gen_counts = _group_counts(parts.event[hard], n_ev)
+    tgt_counts = _group_counts(ev_all[real], n_ev)
+    jets, n_jets, jet_of = cluster_jets(
+        np.concatenate([gen_p4, p4]), np.concatenate([gen_counts, tgt_counts]), jetdef
+    )
+    n_genjets, n_tjets = n_jets[:n_ev], n_jets[n_ev:]
+    genjets, targetjets = jets[: n_genjets.sum()], jets[n_genjets.sum() :]
+    y_all[real, 12] = jet_of[len(gen_p4) :]
     yt_trk, yt_cl = y_all[: len(yt_trk)], y_all[len(yt_trk) :]
     t3 = time.perf_counter()
     # drop events without any element (nothing to learn from; readers skip them too)

@@ -54,6 +54,7 @@ def write_shard(path: Path, columns: dict[str, tuple[np.ndarray, np.ndarray]], g
             fields[name] = ak.Array(_jagged(rows, counts))
     record = ak.Record(fields)
     # ak.to_parquet wants a path: write a hidden sibling, then rename it into place.
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         ak.to_parquet(record, str(tmp), compression="zstd")
