@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
-from mlpfctl.cli import config_cmd
+from mlpfctl.cli import config_cmd, jobs, submit, systems
 from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
 
 app = typer.Typer(
@@ -45,6 +45,9 @@ def root(
 
 # devices registered below
 app.add_typer(config_cmd.app, name="config")
+app.command("submit")(submit.submit)
+app.add_typer(systems.app, name="systems")
+jobs.register(app)
 
 
 def _print_error(message: str, hint: str | None) -> None:

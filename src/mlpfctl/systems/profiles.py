@@ -19,7 +19,7 @@ from typing import Any
 
 from mlpfctl.errors import ConfigError, UsageError
 from mlpfctl.resources import resource_dir
-from mlpfctl.systems.slurmtime import parse_time
+from mlpfctl.systems.slurmtime import format_time, parse_time
 
 GPU_REQUESTS = ("gpus-per-node", "gres", "both")
 LAUNCHERS = ("srun", "torchrun")
@@ -123,6 +123,7 @@ class SystemProfile:
                 p.name: {
                     "gpus_per_node": p.gpus_per_node,
                     "cpus_per_node": p.cpus_per_node,
+                    "max_time": format_time(p.max_time_s),
                     "max_time_s": p.max_time_s,
                     "mem": p.mem,
                     "max_nodes": p.max_nodes,
