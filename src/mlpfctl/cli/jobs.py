@@ -33,8 +33,15 @@ def jobs(
         table.add_column(column)
     for r in rows:
         table.add_row(
-            str(r["job_id"]), r["job_name"], r["kind"], r["system"], r["state"], r["exit_code"],
-            r["elapsed"], str(r["restarts"]), r["run_dir"],
+            str(r["job_id"]),
+            r["job_name"],
+            r["kind"],
+            r["system"],
+            r["state"],
+            r["exit_code"],
+            r["elapsed"],
+            str(r["restarts"]),
+            r["run_dir"],
         )
     out.print(table)
 
@@ -70,7 +77,6 @@ def logs(
     from mlpfctl.errors import UsageError
     from mlpfctl.systems import jobs as service
     from mlpfctl.systems.runner import default_runner
-
     from mlpfctl.systems.submit import registry_path
 
     runner = default_runner()
@@ -85,8 +91,12 @@ def logs(
             sys.stdout.write(chunk.decode("utf-8", errors="replace"))
             sys.stdout.flush()
         elif not follow:
-            raise UsageError(f"job {job_id} has no output file yet ({path})", "is it still pending? see `mlpfctl jobs`")
-        if not follow or service.job_info(job_id, runner).get("JobState", "UNKNOWN") in service.TERMINAL | {"UNKNOWN"}:
+            raise UsageError(
+                f"job {job_id} has no output file yet ({path})", "is it still pending? see `mlpfctl jobs`"
+            )
+        if not follow or service.job_info(job_id, runner).get("JobState", "UNKNOWN") in service.TERMINAL | {
+            "UNKNOWN"
+        }:
             if follow and path.exists():  # what was written between the last read and the end
                 with path.open("rb") as handle:
                     handle.seek(offset)

@@ -12,14 +12,25 @@ from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_confi
 def submit(
     job: Annotated[
         list[str] | None,
-        typer.Argument(help="After --: the job kind (train, hpo, scale-bench, check) and its arguments.", show_default=False),
+        typer.Argument(
+            help="After --: the job kind (train, hpo, scale-bench, check) and its arguments.",
+            show_default=False,
+        ),
     ] = None,
-    system: Annotated[str | None, typer.Option("--system", "-s", help="System profile (mlpfctl systems).")] = None,
+    system: Annotated[
+        str | None, typer.Option("--system", "-s", help="System profile (mlpfctl systems).")
+    ] = None,
     account: Annotated[str | None, typer.Option("--account", "-A", help="Account/project to charge.")] = None,
     nodes: Annotated[int | None, typer.Option("--nodes", "-N", help="Number of nodes.")] = None,
-    time: Annotated[str | None, typer.Option("--time", "-t", help="Wall time, e.g. 04:00:00 or 1-00:00:00.")] = None,
-    partition: Annotated[str | None, typer.Option("--partition", "-p", help="Partition of the profile.")] = None,
-    gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", help="GPUs per node (0: CPU job).")] = None,
+    time: Annotated[
+        str | None, typer.Option("--time", "-t", help="Wall time, e.g. 04:00:00 or 1-00:00:00.")
+    ] = None,
+    partition: Annotated[
+        str | None, typer.Option("--partition", "-p", help="Partition of the profile.")
+    ] = None,
+    gpus_per_node: Annotated[
+        int | None, typer.Option("--gpus-per-node", help="GPUs per node (0: CPU job).")
+    ] = None,
     cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="CPUs per task.")] = None,
     job_name: Annotated[str | None, typer.Option("--job-name", "-J", help="SLURM job name.")] = None,
     launcher: Annotated[str | None, typer.Option("--launcher", help="srun, torchrun or auto.")] = None,
@@ -69,5 +80,8 @@ def submit(
     if as_json:
         print_json(record)
     else:
-        log(f"submitted {request.kind} job to {request.system} ({request.partition.name}); script {request.script_path}")
+        log(
+            f"submitted {request.kind} job to {request.system} ({request.partition.name}); "
+            f"script {request.script_path}"
+        )
         out.print(record["job_id"])

@@ -31,7 +31,8 @@ def systems(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         table.add_column(column)
     for p in profiles:
         parts = ", ".join(
-            f"{q.name}{'*' if q.name == p.default_partition else ''} ({q.gpus_per_node}, {format_time(q.max_time_s)})"
+            f"{q.name}{'*' if q.name == p.default_partition else ''} "
+            f"({q.gpus_per_node}, {format_time(q.max_time_s)})"
             for q in p.partitions.values()
         )
         table.add_row(p.name, p.title, parts, "required" if p.account_required else "optional", str(p.source))
@@ -48,7 +49,9 @@ def show(
     name: Annotated[str, typer.Argument(help="Profile name.")],
     script: Annotated[
         str | None,
-        typer.Option("--script", help="Print an example job script of this kind (train, hpo, scale-bench, check)."),
+        typer.Option(
+            "--script", help="Print an example job script of this kind (train, hpo, scale-bench, check)."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -49,7 +49,9 @@ class SubmitSection:
     """SLURM submission defaults for ``mlpfctl submit`` (flags override them)."""
 
     system: str = setting("local", "System profile name (mlpfctl systems lists them).")
-    account: str | None = setting(None, "SLURM account/project to charge (--account); required on most sites.")
+    account: str | None = setting(
+        None, "SLURM account/project to charge (--account); required on most sites."
+    )
     partition: str | None = setting(None, "Partition (or QOS pool) of the profile; default: the profile's.")
     qos: str | None = setting(None, "SLURM QOS (--qos); default: the partition's QOS, if any.")
     nodes: int = setting(1, "Number of nodes.", ge=1)
@@ -84,12 +86,10 @@ class SubmitSection:
         secret=True,
     )
     hpo_study: str = setting("mlpf", "Optuna study name for HPO jobs.")
-    scale_points: list[int] = setting(
+    scale_points: list[int] = setting(  # noqa: RUF009 (setting() returns a default_factory field)
         [], "World sizes a scale-bench job measures (default: 1, 2, 4, ... up to all GPUs).", ge=1
     )
-    registry: str | None = setting(
-        None, "Jobs registry file (default: $XDG_STATE_HOME/mlpfctl/jobs.jsonl)."
-    )
+    registry: str | None = setting(None, "Jobs registry file (default: $XDG_STATE_HOME/mlpfctl/jobs.jsonl).")
 
 
 @dataclass

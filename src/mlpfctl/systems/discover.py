@@ -82,5 +82,7 @@ def with_discovered(profile: SystemProfile, runner: Runner) -> SystemProfile:
     if not partitions:
         raise RuntimeFailure("sinfo lists no partitions", "is slurmctld configured?")
     if default not in partitions:
-        default = profile.default_partition if profile.default_partition in partitions else next(iter(partitions))
+        default = (
+            profile.default_partition if profile.default_partition in partitions else next(iter(partitions))
+        )
     return dataclasses.replace(profile, partitions=partitions, default_partition=default)

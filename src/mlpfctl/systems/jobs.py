@@ -15,7 +15,17 @@ from typing import Any
 from mlpfctl.errors import RuntimeFailure, UsageError
 from mlpfctl.systems.runner import Runner
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+}
 _FIELD = re.compile(r"(\w+)=(\S*)")
 
 

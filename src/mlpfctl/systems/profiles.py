@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from mlpfctl.errors import ConfigError, UsageError
 from mlpfctl.resources import resource_dir
@@ -258,7 +259,7 @@ class _Reader:
                     "see templates/systems/lumi.toml for a complete example",
                 )
             if expected is list and not all(isinstance(item, str) for item in value):
-                raise self.error(f"'{where}{key}' must be a list of strings", f"e.g. {key} = [\"...\"]")
+                raise self.error(f"'{where}{key}' must be a list of strings", f'e.g. {key} = ["..."]')
             out[key] = value
         return out
 
@@ -275,10 +276,14 @@ class _Reader:
         raw = self.table(body, _PARTITION_KEYS, f"partitions.{name}.")
         for key in ("gpus_per_node", "cpus_per_node", "max_time"):
             if key not in raw:
-                raise self.error(f"partition '{name}' lacks '{key}'", f"add {key} = ... to [partitions.{name}]")
+                raise self.error(
+                    f"partition '{name}' lacks '{key}'", f"add {key} = ... to [partitions.{name}]"
+                )
         for key in ("gpus_per_node", "cpus_per_node", "max_nodes"):
             if key in raw and raw[key] < (0 if key == "gpus_per_node" else 1):
-                raise self.error(f"'partitions.{name}.{key}' = {raw[key]} is out of range", "use a count >= 1")
+                raise self.error(
+                    f"'partitions.{name}.{key}' = {raw[key]} is out of range", "use a count >= 1"
+                )
         try:
             max_time = parse_time(raw["max_time"], allow_unlimited=True)
         except UsageError as exc:

@@ -18,7 +18,12 @@ from mlpfctl.resources import resource_dir
 from mlpfctl.systems.profiles import SystemProfile
 from mlpfctl.systems.request import JobRequest
 
-TEMPLATES = {"train": "train.sh.j2", "check": "train.sh.j2", "hpo": "hpo.sh.j2", "scale-bench": "scale-bench.sh.j2"}
+TEMPLATES = {
+    "train": "train.sh.j2",
+    "check": "train.sh.j2",
+    "hpo": "hpo.sh.j2",
+    "scale-bench": "scale-bench.sh.j2",
+}
 
 
 def _shjoin(items: Iterable[Any]) -> str:

@@ -141,7 +141,8 @@ def strip_password(url: str, pgpass: Path) -> tuple[str, dict[Path, str]]:
     clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     database = parts.path.lstrip("/") or "*"
     line = ":".join(
-        _pgpass_escape(x) for x in (host, str(parts.port or 5432), database, parts.username or "", parts.password)
+        _pgpass_escape(x)
+        for x in (host, str(parts.port or 5432), database, parts.username or "", parts.password)
     )
     return clean, {pgpass: line + "\n"}
 
@@ -183,7 +184,8 @@ def build_request(
     if part.max_nodes is not None and settings.nodes > part.max_nodes:
         raise UsageError(
             f"--nodes {settings.nodes} exceeds the {part.max_nodes}-node limit of {where}",
-            f"use --nodes {part.max_nodes} or less, or another partition (mlpfctl systems show {profile.name})",
+            f"use --nodes {part.max_nodes} or less, or another partition "
+            f"(mlpfctl systems show {profile.name})",
         )
     gpus = part.gpus_per_node if settings.gpus_per_node is None else settings.gpus_per_node
     if gpus > part.gpus_per_node:
@@ -226,7 +228,9 @@ def build_request(
     if kind == "hpo":
         rest, storage = _split_option(rest, "--storage")
         rest, study = _split_option(rest, "--study")
-        storage = storage or settings.hpo_storage or f"journal:///{(run_dir / JOURNAL_FILE).as_posix().lstrip('/')}"
+        storage = (
+            storage or settings.hpo_storage or f"journal:///{(run_dir / JOURNAL_FILE).as_posix().lstrip('/')}"
+        )
         if storage.startswith("sqlite") and settings.nodes > 1:
             raise UsageError(
                 f"SQLite storage cannot be shared by the {settings.nodes} nodes of this job "
@@ -255,7 +259,8 @@ def build_request(
     points: tuple[int, ...] = ()
     if kind == "scale-bench":
         world = settings.nodes * procs
-        points = tuple(settings.scale_points) or tuple(p for p in (2**i for i in range(20)) if p < world) + (world,)
+        powers = tuple(p for p in (2**i for i in range(20)) if p < world)
+        points = tuple(settings.scale_points) or (*powers, world)
         too_big = [p for p in points if p > world]
         if too_big:
             raise UsageError(
@@ -280,7 +285,9 @@ def build_request(
         procs_per_node=procs,
         cpus_per_task=cpus,
         launcher=launcher,
-        python=_check_text("python", python or (f"{settings.venv}/bin/python" if settings.venv else current_python())),
+        python=_check_text(
+            "python", python or (f"{settings.venv}/bin/python" if settings.venv else current_python())
+        ),
         container=_check_text("container", container) if container else None,
         entry_module=module,
         command=(*prefix, *rest),

@@ -41,10 +41,18 @@ def registry_path(config: Config, env: Mapping[str, str] | None = None) -> Path:
     return state / "mlpfctl" / "jobs.jsonl"
 
 
-def plan(config: Config, kind: str, args: Sequence[str], runner: Runner, *, python: str | None = None) -> Plan:
+def plan(
+    config: Config, kind: str, args: Sequence[str], runner: Runner, *, python: str | None = None
+) -> Plan:
     profile = with_discovered(load_profile(config.submit.system), runner)
     request = build_request(
-        profile, config.submit, kind, args, out_dir=config.run.out_dir, run_name=config.run.name, python=python
+        profile,
+        config.submit,
+        kind,
+        args,
+        out_dir=config.run.out_dir,
+        run_name=config.run.name,
+        python=python,
     )
     return Plan(profile, request, render(profile, request))
 
@@ -53,12 +61,14 @@ def parse_job_id(stdout: str) -> str:
     """``sbatch --parsable`` prints ``ID`` or ``ID;CLUSTER``."""
     job_id = stdout.strip().split(";", 1)[0]
     if not job_id.isdigit():
-        raise RuntimeFailure(f"sbatch printed {stdout.strip()!r} instead of a job id", "check the sbatch output")
+        raise RuntimeFailure(
+            f"sbatch printed {stdout.strip()!r} instead of a job id", "check the sbatch output"
+        )
     return job_id
 
 
 def append_record(registry: Path, record: Mapping[str, Any]) -> None:
-    """One JSON line per job; appended in a single write under a lock so concurrent submits interleave whole lines."""
+    """Append one JSON line per job, in one write under a lock: concurrent submits never mix lines."""
     registry.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
     fd = os.open(registry, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

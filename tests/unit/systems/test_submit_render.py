@@ -29,7 +29,13 @@ def sinfo(argv: Sequence[str]) -> Result:
     if list(argv) == ["sinfo", "--json"]:
         return Result(0, SINFO_JSON, "")
     if list(argv[:3]) == ["sinfo", "-h", "-o"]:
-        rows = ["debug*|infinite", "dev-g|infinite", "gpu|infinite", "small-g|infinite", "standard-g|2-00:00:00"]
+        rows = [
+            "debug*|infinite",
+            "dev-g|infinite",
+            "gpu|infinite",
+            "small-g|infinite",
+            "standard-g|2-00:00:00",
+        ]
         return Result(0, "\n".join(rows) + "\n", "")
     raise AssertionError(f"unexpected command {argv}")
 
@@ -115,8 +121,13 @@ def test_hpo_script_keeps_the_password_out(tmp_path: Path) -> None:
 
     local = profile_for("local")
     request = build_request(
-        local, SubmitSection(nodes=1), "hpo", ["--storage", "postgresql://u:TOPSECRET@db/optuna"],
-        out_dir=str(tmp_path), run_name="h", python="/v/bin/python",
+        local,
+        SubmitSection(nodes=1),
+        "hpo",
+        ["--storage", "postgresql://u:TOPSECRET@db/optuna"],
+        out_dir=str(tmp_path),
+        run_name="h",
+        python="/v/bin/python",
     )
     script = render(local, request)
     assert "TOPSECRET" not in script

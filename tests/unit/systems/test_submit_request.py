@@ -18,7 +18,9 @@ OK = SubmitSection(system="lumi", account="project_465000001", nodes=2, time="04
 
 
 def build(settings: SubmitSection = OK, kind: str = "train", args: tuple[str, ...] = (), profile=LUMI):  # type: ignore[no-untyped-def]
-    return build_request(profile, settings, kind, list(args), out_dir="/scratch/runs", run_name="r", python="/v/bin/python")
+    return build_request(
+        profile, settings, kind, list(args), out_dir="/scratch/runs", run_name="r", python="/v/bin/python"
+    )
 
 
 def test_a_good_lumi_request_fills_the_node() -> None:
@@ -89,7 +91,10 @@ def test_torchrun_runs_one_task_per_node() -> None:
     jureca = load_profile("jureca", ENV)
     request = build(replace(OK, system="jureca"), profile=jureca)
     assert (request.launcher, request.tasks_per_node, request.procs_per_node, request.cpus_per_task) == (
-        "torchrun", 1, 4, 128,
+        "torchrun",
+        1,
+        4,
+        128,
     )
     assert build(replace(OK, system="jureca", launcher="srun"), profile=jureca).tasks_per_node == 4
 

@@ -44,8 +44,12 @@ def local_profile() -> SystemProfile:
     return load_profile("local", ENV)
 
 
-def write_script(tmp_path: Path, profile: SystemProfile, settings: SubmitSection, kind: str, args: list[str]) -> Path:
-    request = build_request(profile, settings, kind, args, out_dir=str(tmp_path / "runs"), python="/v/bin/python")
+def write_script(
+    tmp_path: Path, profile: SystemProfile, settings: SubmitSection, kind: str, args: list[str]
+) -> Path:
+    request = build_request(
+        profile, settings, kind, args, out_dir=str(tmp_path / "runs"), python="/v/bin/python"
+    )
     request.run_dir.mkdir(parents=True)
     request.script_path.write_text(render(profile, request))
     return request.script_path
@@ -81,8 +85,12 @@ def test_hostile_values_stay_data(tmp_path: Path) -> None:
     hostile_dir = script.parent
     assert hostile_dir.name.startswith(HOSTILE)  # the run directory is named after the job
     result = subprocess.run(
-        ["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path,
-        capture_output=True, text=True, timeout=60,
+        ["bash", str(script)],
+        env=fake_env(tmp_path, "ok"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert not list(tmp_path.rglob("PWNED*")), "a value was executed as a command"
@@ -124,7 +132,9 @@ def test_torchrun_steps_get_sigterm(tmp_path: Path) -> None:
 
 
 def test_a_restarted_job_resumes_from_the_run_dir(tmp_path: Path) -> None:
-    script = write_script(tmp_path, local_profile(), SubmitSection(gpus_per_node=0), "train", ["--steps", "9"])
+    script = write_script(
+        tmp_path, local_profile(), SubmitSection(gpus_per_node=0), "train", ["--steps", "9"]
+    )
     env = fake_env(tmp_path, "ok", SLURM_RESTART_COUNT="1")
     assert subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, timeout=60).returncode == 0
     (argv,) = srun_calls(tmp_path)
@@ -151,7 +161,12 @@ def test_requeues_stop_at_the_limit(tmp_path: Path) -> None:
 def test_hpo_runs_the_driver_then_parallel_workers(tmp_path: Path, workers: int) -> None:
     settings = SubmitSection(gpus_per_node=0, tasks_per_node=2, hpo_workers=workers, cpus_per_task=1)
     script = write_script(tmp_path, local_profile(), settings, "hpo", ["--trials", "4"])
-    assert subprocess.run(["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path, timeout=60).returncode == 0
+    assert (
+        subprocess.run(
+            ["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path, timeout=60
+        ).returncode
+        == 0
+    )
     calls = srun_calls(tmp_path)
     assert len(calls) == 1 + workers
     driver = [c for c in calls if "create" in c]

@@ -34,7 +34,9 @@ def test_unlimited_only_where_allowed() -> None:
         parse_time("UNLIMITED")
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(59, "00:00:59"), (14400, "04:00:00"), (172800, "2-00:00:00"), (None, "UNLIMITED")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(59, "00:00:59"), (14400, "04:00:00"), (172800, "2-00:00:00"), (None, "UNLIMITED")]
+)
 def test_format_round_trips(seconds: int | None, text: str) -> None:
     assert format_time(seconds) == text
     if seconds is not None:
