@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
-from mlpfctl.cli import config_cmd, jobs, submit, systems
+from mlpfctl.cli import config_cmd, devices, jobs, scale_bench, submit, systems
 from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
 
 app = typer.Typer(
@@ -43,8 +43,9 @@ def root(
     """Train, tune (HPO), scale-test and SLURM-submit MLPF particle-flow models on any HPC machine."""
 
 
-# devices registered below
+app.command("devices")(devices.devices)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(scale_bench.app, name="scale-bench")
 app.command("submit")(submit.submit)
 app.add_typer(systems.app, name="systems")
 jobs.register(app)

@@ -14,7 +14,7 @@ from mlpfctl.systems.slurmtime import format_time
 EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "train": ("--config", "mlpf.toml", "--steps", "20000"),
     "hpo": ("--space", "space.toml", "--sampler", "tpe", "--scheduler", "asha", "--trials", "64"),
-    "scale-bench": ("--steps", "50"),
+    "scale-bench": ("train", "--steps", "50"),
     "check": (),
 }
 

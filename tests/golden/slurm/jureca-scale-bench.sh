@@ -80,7 +80,7 @@ for world in 1 2 4 8; do
     per_node=$((world < 4 ? world : 4))
     echo "mlpfctl: scale point: $world processes on $nodes node(s)" >&2
     start_step srun --kill-on-bad-exit=1 --exact --nodes="$nodes" --ntasks="$world" --ntasks-per-node="$per_node"  \
-        "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl scale-bench --steps 50
+        "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl scale-bench train --steps 50
     wait_steps || finish $?
 done
 finish 0
