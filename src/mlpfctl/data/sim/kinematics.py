@@ -66,14 +66,15 @@ def propagate(
             & (rho_e <= radius)
             & (alpha_e < 2 * np.pi)
         )
-    alpha = np.where(barrel, alpha_b, alpha_e)
-    rho = np.where(barrel, radius, rho_e)
+    reached = barrel | endcap
+    alpha = np.where(barrel, alpha_b, np.where(endcap, alpha_e, 0.0))
+    rho = np.where(barrel, radius, np.where(endcap, rho_e, 0.0))
     phi = phi0 - charge * alpha / 2
     pos = np.empty((n, 3))
     pos[:, 0] = vertex[:, 0] + np.nan_to_num(rho) * np.cos(phi)
     pos[:, 1] = vertex[:, 1] + np.nan_to_num(rho) * np.sin(phi)
     pos[:, 2] = np.where(barrel, z_b, zsign * half_length)
-    return Impact(barrel | endcap, np.nan_to_num(pos))
+    return Impact(reached, np.nan_to_num(pos))
 
 
 def on_front_sphere(pos: np.ndarray, radius: float) -> np.ndarray:
