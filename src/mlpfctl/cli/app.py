@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
-from mlpfctl.cli import config_cmd, devices, hpo, scale_bench
+from mlpfctl.cli import config_cmd, data, devices, hpo, jobs, scale_bench, submit, systems
 from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
 
 app = typer.Typer(
@@ -47,6 +47,10 @@ app.command("devices")(devices.devices)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(hpo.app, name="hpo")
 app.add_typer(scale_bench.app, name="scale-bench")
+app.add_typer(data.app, name="data")
+app.command("submit")(submit.submit)
+app.add_typer(systems.app, name="systems")
+jobs.register(app)
 
 
 def _print_error(message: str, hint: str | None) -> None:
