@@ -36,6 +36,7 @@ def _storage(config: Any, storage: str | None) -> Any:
 
 @app.command("run")
 def run(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     space: Annotated[
@@ -70,7 +71,11 @@ def run(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create (or --resume) a study and run it with local workers pulling trials from the storage."""
+    """Create (or --resume) a study and run it with local workers pulling trials from the storage.
+
+    As ``mlpfctl hpo create`` (same options): only create the study, or reuse it if it exists (a
+    requeued SLURM job); the job's ``mlpfctl hpo worker`` steps then do the work.
+    """
     resolved = load_config(
         config,
         sets,
@@ -96,8 +101,13 @@ def run(
 
     cfg = resolved.config
     spec = _storage(cfg, None)
+    create_only = ctx.info_name == "create"
     request = RunRequest(
-        spec, cfg.hpo.study, StudySettings.from_config(cfg, cfg.hpo.study), cfg.hpo.workers, resume
+        spec,
+        cfg.hpo.study,
+        StudySettings.from_config(cfg, cfg.hpo.study),
+        cfg.hpo.workers,
+        resume or create_only,
     )
     if dry_run:
         plan = request.describe()
@@ -107,13 +117,25 @@ def run(
             for key, value in plan.items():
                 out.print(f"{key}: {value}")
         return
+    if create_only:
+        from mlpfctl.hpo.driver import prepare_study
+
+        prepare_study(request)
+        out.print(cfg.hpo.study)
+        return
     result = run_driver(request)
     _show(spec.url, cfg.hpo.study, report_dir, as_json, top=10)
     del result
 
 
-@app.command("worker")
+app.command("create", help="Create the study (or reuse it) without running workers: the SLURM driver step.")(
+    run
+)
+
+
+@app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     storage: StorageOpt = None,
@@ -127,7 +149,11 @@ def worker(
     max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Stop after this many jobs.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Join an existing study and work on it until it is done (what SLURM job steps run)."""
+    """Join an existing study and work on it until it is done (what SLURM job steps run).
+
+    The search settings come from the study itself; other study options (--space, --trials, ...)
+    are accepted so that a job can pass one argument list to create and worker, and are ignored.
+    """
     resolved = load_config(
         config, sets, {"hpo.storage": ("--storage", storage), "hpo.study": ("--study", study)}
     )
@@ -137,7 +163,19 @@ def worker(
     cfg = resolved.config
     index = worker_index
     if index is None:
-        index = int(os.environ.get("SLURM_ARRAY_TASK_ID") or os.environ.get("SLURM_PROCID") or 0)
+        # Job steps started with 'srun --ntasks=1' all have SLURM_PROCID=0: the step id tells them
+        # apart, so their samplers get different seeds.
+        env = os.environ
+        index = int(
+            env.get("SLURM_ARRAY_TASK_ID")
+            or env.get("SLURM_STEP_ID")
+            or env.get("SLURM_PROCID")
+            or os.getpid()
+        )
+    if ctx.args:
+        from mlpfctl.console import log
+
+        log(f"worker: ignoring {' '.join(ctx.args)} (the study's stored settings apply)")
     result = run_worker(WorkerRequest(_storage(cfg, None), cfg.hpo.study, index, max_jobs))
     if as_json:
         print_json(result.__dict__)

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from mlpfctl.console import log, warn
-from mlpfctl.errors import MlpfctlError
+from mlpfctl.errors import MlpfctlError, UsageError
 from mlpfctl.hpo.asha import (
     ATTR_BUDGET,
     ATTR_CHECKPOINT,
@@ -86,10 +86,16 @@ class Worker:
 
         self.request = request
         # A first connection without heartbeat settings only to read the stored settings.
-        probe = optuna.load_study(
-            study_name=request.study,
-            storage=open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0),
-        )
+        try:
+            probe = optuna.load_study(
+                study_name=request.study,
+                storage=open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0),
+            )
+        except KeyError:
+            raise UsageError(
+                f"no study '{request.study}' in {request.storage.masked}",
+                "create it first: mlpfctl hpo create (or hpo run) with the same --storage and --study",
+            ) from None
         self.settings: StudySettings = load_settings(probe)
         s = self.settings
         self.liveness = Liveness(request.storage, s.heartbeat_interval, s.grace_period, s.max_retry)
