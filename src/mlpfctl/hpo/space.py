@@ -241,6 +241,24 @@ def _preset_mlpf() -> dict[str, Any]:
     }
 
 
+def _preset_mlpf_small() -> dict[str, Any]:
+    # CPU-sized ranges for the README demo (embedded dataset, 2 cores): narrow model, small batches.
+    return {
+        "name": "mlpf-small",
+        "params": {
+            "train.optimizer": {"type": "categorical", "choices": ["adamw", "lamb"]},
+            "train.lr": {"type": "float", "low": 2e-4, "high": 5e-3, "log": True},
+            "model.num_layers": {"type": "int", "low": 1, "high": 2},
+            "model.num_heads": {"type": "categorical", "choices": [2, 4]},
+            "model.head_dim": {"type": "categorical", "choices": [8, 16]},
+            "model.dropout": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.05},
+            "model.activation": {"type": "categorical", "choices": ["elu", "relu", "gelu"]},
+            "train.weight_decay": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            "train.warmup_steps": {"type": "int", "low": 0, "high": 20, "step": 10},
+        },
+    }
+
+
 def _preset_quadratic() -> dict[str, Any]:
     # A small space for generic objectives and tests: two floats, an int and a conditional.
     return {
@@ -254,7 +272,7 @@ def _preset_quadratic() -> dict[str, Any]:
     }
 
 
-PRESETS = {"mlpf": _preset_mlpf, "quadratic": _preset_quadratic}
+PRESETS = {"mlpf": _preset_mlpf, "mlpf-small": _preset_mlpf_small, "quadratic": _preset_quadratic}
 
 
 def load_space(spec: str) -> SearchSpace:
