@@ -183,6 +183,11 @@ def run_driver(request: RunRequest) -> RunResult:
     finally:
         signal.signal(signal.SIGTERM, previous)
     states = study_states(request)
+    if states.get("FAIL", 0) and not states.get("COMPLETE", 0) and not states.get("PRUNED", 0):
+        raise RuntimeFailure(
+            f"every trial of study '{request.study}' failed; first error: {_first_error(request)}",
+            "fix the objective (see the warnings above), then run again with --resume or a new --study",
+        )
     if any(codes):
         if states.get("RUNNING", 0) or _unfinished_slots(request):
             raise RuntimeFailure(
@@ -192,6 +197,16 @@ def run_driver(request: RunRequest) -> RunResult:
         # A worker died (killed, node lost) but the others re-ran its trial: the study is whole.
         warn(f"worker exit codes {codes}: the surviving workers completed the study")
     return RunResult(request.study, states, codes)
+
+
+def _first_error(request: RunRequest) -> str:
+    import optuna
+
+    storage = open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
+    for trial in optuna.load_study(study_name=request.study, storage=storage).get_trials(deepcopy=False):
+        if "mlpfctl.error" in trial.user_attrs:
+            return str(trial.user_attrs["mlpfctl.error"])
+    return "unknown (killed workers?)"
 
 
 def _unfinished_slots(request: RunRequest) -> int:

@@ -210,7 +210,9 @@ def mlpf_objective(ctx: TrialContext) -> float | list[float]:
     import tomli_w
 
     base_file = ctx.run_dir / "base_config.toml"
-    atomic_write_text(base_file, tomli_w.dumps(base))
+    # TOML has no null: unset keys (None) are left to their defaults, which is what None means.
+    clean = {section: {k: v for k, v in body.items() if v is not None} for section, body in base.items()}
+    atomic_write_text(base_file, tomli_w.dumps(clean))
     source = f"hpo trial {ctx.number}"
     overrides = [Override(key, value, source) for key, value in ctx.params.items()]
     overrides += [

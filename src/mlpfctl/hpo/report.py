@@ -189,6 +189,7 @@ def write_plots(study: optuna.Study, settings: StudySettings, out_dir: Path) -> 
     from mlpfctl.atomic import atomic_open
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" is reported by us
     written: list[Path] = []
     plots: list[tuple[str, Any]] = []
     single = len(settings.directions) == 1
