@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mlpfctl=.venv/bin/mlpfctl
-demo=$PWD/${DEMO_DIR:-demo}
+demo=${DEMO_DIR:-demo}
+[[ "$demo" = /* ]] || demo=$PWD/$demo
 events=${DEMO_EVENTS:-1000}
 
 "$mlpfctl" data generate --process ee_ttbar --events "$events" --out "$demo/data"
