@@ -10,6 +10,15 @@ from mlpfctl.config import Override, resolve
 FAKE = Path(__file__).with_name("hpo_fake_objectives.py")
 
 
+def argv(text: str) -> list[str]:
+    """Command-line words of ``text`` (test paths have no spaces)."""
+    return text.split()
+
+
+# Rungs 50, 150, 450 (the fake objectives report every 50 steps).
+RUNGS = ["--min-resource", "50", "--max-resource", "450", "--eta", "3"]
+
+
 def make_config(tmp_path: Path, storage: str, study: str = "s", objective: str = "curve", **hpo: Any) -> Any:
     values: dict[str, Any] = {
         "storage": storage,

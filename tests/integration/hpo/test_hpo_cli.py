@@ -8,7 +8,7 @@ from pathlib import Path
 from mlpfctl.config import resolve
 from tests.helpers import assert_user_error, run_cli
 
-from .hpo_helpers import FAKE
+from .hpo_helpers import FAKE, RUNGS, argv
 
 ENV = {"MLPFCTL_HPO_NO_DEVICE_PROBE": "1"}
 
@@ -27,32 +27,10 @@ def _common(tmp_path: Path) -> list[str]:
 
 
 def test_run_status_report_and_best_config(tmp_path: Path) -> None:
-    run = run_cli(
-        "hpo",
-        "run",
-        *_common(tmp_path),
-        "--objective",
-        f"{FAKE}:curve",
-        "--space",
-        "quadratic",
-        "--sampler",
-        "tpe",
-        "--scheduler",
-        "asha",
-        "--trials",
-        "6",
-        "--workers",
-        "2",
-        "--min-resource",
-        "50",
-        "--max-resource",
-        "450",
-        "--eta",
-        "3",
-        "--json",
-        env=ENV,
-        cwd=tmp_path,
+    study = (
+        f"--objective {FAKE}:curve --space quadratic --sampler tpe --scheduler asha --trials 6 --workers 2"
     )
+    run = run_cli("hpo", "run", *_common(tmp_path), *argv(study), *RUNGS, "--json", env=ENV, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     data = json.loads(run.stdout)
     assert data["states"]["PRUNED"] >= 6 and data["best"]["rung"] >= 1  # 6 configs: rung 2 needs 3 at rung 1
@@ -79,12 +57,7 @@ def test_dry_run_creates_nothing(tmp_path: Path) -> None:
         "hpo",
         "run",
         *_common(tmp_path),
-        "--objective",
-        f"{FAKE}:curve",
-        "--space",
-        "quadratic",
-        "--dry-run",
-        "--json",
+        *argv(f"--objective {FAKE}:curve --space quadratic --dry-run --json"),
         env=ENV,
         cwd=tmp_path,
     )
@@ -105,12 +78,7 @@ def test_user_errors(tmp_path: Path) -> None:
             "hpo",
             "run",
             *_common(tmp_path),
-            "--space",
-            "quadratic",
-            "--sampler",
-            "grid",
-            "--objective",
-            f"{FAKE}:curve",
+            *argv(f"--space quadratic --sampler grid --objective {FAKE}:curve"),
             env=ENV,
         ),
         "cannot enumerate",

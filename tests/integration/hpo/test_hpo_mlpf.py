@@ -12,6 +12,8 @@ import pytest
 from mlpfctl.config import resolve
 from tests.helpers import run_cli
 
+from .hpo_helpers import argv
+
 pytest.importorskip("mlpfctl.train.api", reason="needs the training layer (mlpfctl.train)")
 
 ENV = {"MLPFCTL_HPO_NO_DEVICE_PROBE": "1"}
@@ -27,31 +29,10 @@ def hpo_ttbar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _args(tmp_path: Path, data: Path, *extra: str) -> list[str]:
-    return [
-        "hpo",
-        "run",
-        "--space",
-        "mlpf-small",
-        "--storage",
-        f"sqlite:///{tmp_path / 'hpo.db'}",
-        "--study",
-        "mlpf",
-        "--set",
-        f"data.path={data}",
-        "--set",
-        "model.preset=tiny",
-        "--set",
-        "train.val_every=10",
-        "--set",
-        "train.progress=false",
-        "--set",
-        "data.valid_fraction=0.15",
-        "--set",
-        "data.test_fraction=0.15",
-        "--set",
-        f"hpo.workdir={tmp_path / 'work'}",
-        *extra,
-    ]
+    tiny = "--set model.preset=tiny --set train.val_every=10 --set train.progress=false"
+    splits = "--set data.valid_fraction=0.15 --set data.test_fraction=0.15"
+    where = f"--storage sqlite:///{tmp_path / 'hpo.db'} --study mlpf --set hpo.workdir={tmp_path / 'work'}"
+    return [*argv(f"hpo run --space mlpf-small {where} --set data.path={data} {tiny} {splits}"), *extra]
 
 
 @pytest.mark.slow
@@ -60,22 +41,8 @@ def test_asha_on_mlpf_resumes_checkpoints_and_exports_a_train_config(tmp_path: P
         *_args(
             tmp_path,
             hpo_ttbar,
-            "--sampler",
-            "random",
-            "--scheduler",
-            "asha",
-            "--trials",
-            "3",
-            "--workers",
-            "1",
-            "--min-resource",
-            "10",
-            "--max-resource",
-            "30",
-            "--eta",
-            "3",
-            "--report",
-            str(tmp_path / "report"),
+            *argv("--sampler random --scheduler asha --trials 3 --workers 1"),
+            *argv(f"--min-resource 10 --max-resource 30 --eta 3 --report {tmp_path / 'report'}"),
         ),
         env=ENV,
         cwd=tmp_path,
@@ -101,24 +68,8 @@ def test_two_rank_trials_prune_together(tmp_path: Path, hpo_ttbar: Path) -> None
         *_args(
             tmp_path,
             hpo_ttbar,
-            "--sampler",
-            "random",
-            "--scheduler",
-            "sha",
-            "--trials",
-            "2",
-            "--workers",
-            "1",
-            "--ranks-per-trial",
-            "2",
-            "--min-resource",
-            "10",
-            "--max-resource",
-            "20",
-            "--eta",
-            "2",
-            "--set",
-            "run.backend=cpu",
+            *argv("--sampler random --scheduler sha --trials 2 --workers 1 --ranks-per-trial 2"),
+            *argv("--min-resource 10 --max-resource 20 --eta 2 --set run.backend=cpu"),
         ),
         env=ENV,
         cwd=tmp_path,

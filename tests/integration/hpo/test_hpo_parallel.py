@@ -19,7 +19,7 @@ from mlpfctl.hpo.asha import ATTR_SLOT
 from mlpfctl.hpo.space import config_key
 from mlpfctl.hpo.storage import ATTR_RETRY_OF, open_storage, parse_url
 
-from .hpo_helpers import FAKE
+from .hpo_helpers import FAKE, RUNGS, argv
 
 S = optuna.trial.TrialState
 GRID_SPACE = """
@@ -39,32 +39,12 @@ grid = [0.0, 0.5]
 
 
 def _args(url: str, tmp_path: Path, *extra: str, objective: str = "curve") -> list[str]:
+    liveness = "--set hpo.heartbeat_interval=0.5 --set hpo.grace_period=2 --set hpo.poll_interval=0.1"
     return [
-        sys.executable,
-        "-m",
-        "mlpfctl",
-        "hpo",
-        "run",
-        "--study",
-        "p",
-        "--objective",
-        f"{FAKE}:{objective}",
-        "--min-resource",
-        "50",
-        "--max-resource",
-        "450",
-        "--eta",
-        "3",
-        "--set",
-        "hpo.heartbeat_interval=0.5",
-        "--set",
-        "hpo.grace_period=2",
-        "--set",
-        "hpo.poll_interval=0.1",
-        "--set",
-        f"hpo.workdir={tmp_path / 'work'}",
-        "--set",
-        f"run.out_dir={tmp_path / 'runs'}",
+        *argv(f"{sys.executable} -m mlpfctl hpo run --study p --objective {FAKE}:{objective}"),
+        *RUNGS,
+        *argv(liveness),
+        *argv(f"--set hpo.workdir={tmp_path / 'work'} --set run.out_dir={tmp_path / 'runs'}"),
         *extra,
     ]
 
@@ -116,13 +96,7 @@ def test_parallel_workers_never_repeat_a_configuration(sampler: str, any_url: st
         tmp_path,
         "--sampler",
         sampler,
-        "--scheduler",
-        "none",
-        "--trials",
-        "20",
-        "--workers",
-        "6",
-        "--space",
+        *argv("--scheduler none --trials 20 --workers 6 --space"),
         str(space),
         "--seed",
         "7",
@@ -169,16 +143,7 @@ def test_sigkill_of_a_worker_mid_trial_still_completes_every_trial_once(any_url:
     args = _args(
         any_url,
         tmp_path,
-        "--sampler",
-        "random",
-        "--scheduler",
-        "none",
-        "--trials",
-        "6",
-        "--workers",
-        "2",
-        "--space",
-        "quadratic",
+        *argv("--sampler random --scheduler none --trials 6 --workers 2 --space quadratic"),
         *study,
     )
     driver = subprocess.Popen(
@@ -208,16 +173,7 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     base = _args(
         url,
         tmp_path,
-        "--sampler",
-        "tpe",
-        "--scheduler",
-        "asha",
-        "--trials",
-        "8",
-        "--workers",
-        "2",
-        "--space",
-        "quadratic",
+        *argv("--sampler tpe --scheduler asha --trials 8 --workers 2 --space quadratic"),
     )
     driver = subprocess.Popen(
         base,
