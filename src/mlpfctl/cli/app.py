@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
-from mlpfctl.cli import config_cmd
+from mlpfctl.cli import config_cmd, devices
 from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
 
 app = typer.Typer(
@@ -43,7 +43,7 @@ def root(
     """Train, tune (HPO), scale-test and SLURM-submit MLPF particle-flow models on any HPC machine."""
 
 
-# devices registered below
+app.command("devices")(devices.devices)
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -1,0 +1,1 @@
+"""Process launch: rank/world from torchrun or SLURM, and local multi-process launch."""
