@@ -16,6 +16,9 @@ from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
 from mlpfctl.cli import config_cmd, devices
+from mlpfctl.cli import evaluate as evaluate_cmd
+from mlpfctl.cli import export as export_cmd
+from mlpfctl.cli import train as train_cmd
 from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
 
 app = typer.Typer(
@@ -45,6 +48,9 @@ def root(
 
 app.command("devices")(devices.devices)
 app.add_typer(config_cmd.app, name="config")
+app.command("train")(train_cmd.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("export")(export_cmd.export)
 
 
 def _print_error(message: str, hint: str | None) -> None:

@@ -56,9 +56,11 @@ class CombinedGraphLayer(nn.Module):
     def _bin_order(self, dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         proj = dist.float() @ self.rotation.float()
         code = torch.cat([proj, -proj], dim=-1).argmax(dim=-1).float()
-        # Padding sorts last; a stable sort keeps the element order within a bucket.
-        code = torch.where(mask, code, torch.full_like(code, 1e9))
-        return torch.sort(code, dim=-1, stable=True).indices
+        # Padding sorts last; the element index breaks ties, so the order is stable (and exportable).
+        code = torch.where(mask, code, torch.full_like(code, 2.0 * self.rotation.shape[1]))
+        n = code.shape[-1]
+        index = torch.arange(n, device=code.device, dtype=torch.float32)
+        return torch.argsort(code * n + index, dim=-1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape

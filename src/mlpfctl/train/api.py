@@ -112,10 +112,9 @@ def train(request: TrainRequest) -> TrainResult:
         return run_rank(request)
 
     from mlpfctl.launch.local import launch_local
-    from mlpfctl.train.signals import forward_stop_signals
 
-    with forward_stop_signals():
-        outcome = launch_local(_rank_main, request.nproc, args=(request,))
+    # launch_local forwards SIGTERM/SIGUSR1 to the ranks, which checkpoint and return.
+    outcome = launch_local(_rank_main, request.nproc, args=(request,))
     if not isinstance(outcome, RankOutcome):
         raise RuntimeFailure("rank 0 returned no training result", "see the rank logs above")
     return outcome.unwrap()

@@ -8,8 +8,6 @@ through the per-step all-reduce, so every rank stops at the same step.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -44,23 +42,3 @@ def catch_stop_signals() -> Iterator[StopFlag]:
         for sig, old in previous.items():
             signal.signal(sig, old)
 
-
-@contextlib.contextmanager
-def forward_stop_signals() -> Iterator[None]:
-    """In a launcher process: pass SIGTERM/SIGUSR1 on to the spawned ranks, which checkpoint."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        for child in multiprocessing.active_children():
-            if child.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
