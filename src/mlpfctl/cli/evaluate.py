@@ -1,6 +1,6 @@
 """``mlpfctl evaluate RUN``: physics evaluation on the test split, MLPF vs the rule-based baseline.
 
-    mlpfctl evaluate runs/train-20260101-120000 --json
+mlpfctl evaluate runs/train-20260101-120000 --json
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ def evaluate(
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="A checkpoint file (default: the newest valid one).")
     ] = None,
-    events: Annotated[int | None, typer.Option("--events", min=1, help="Evaluate at most N test events.")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Evaluate on another dataset (data.path).")] = None,
+    events: Annotated[
+        int | None, typer.Option("--events", min=1, help="Evaluate at most N test events.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Evaluate on another dataset (data.path).")
+    ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -45,8 +49,13 @@ def evaluate(
     def fmt(v: object) -> str:
         return f"{v:.3f}" if isinstance(v, float) else "-"
 
-    for key in ("jet_response_median", "jet_response_iqr", "jet_match_fraction", "met_residual_median",
-                "met_residual_iqr"):
+    for key in (
+        "jet_response_median",
+        "jet_response_iqr",
+        "jet_match_fraction",
+        "met_residual_median",
+        "met_residual_iqr",
+    ):
         table.add_row(key, *(fmt(summary[s][key]) for s in SOURCES))
     for metric in ("efficiency", "fake_rate"):
         for cls in summary["mlpf"][metric]:

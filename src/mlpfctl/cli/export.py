@@ -1,6 +1,6 @@
 """``mlpfctl export RUN``: ONNX export with a numerical check against PyTorch on real events.
 
-    mlpfctl export runs/train-20260101-120000 --out model.onnx
+mlpfctl export runs/train-20260101-120000 --out model.onnx
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from mlpfctl.cli.common import JsonOpt
 
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory written by 'mlpfctl train'.")],
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="ONNX file (default: RUN/model.onnx).")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="ONNX file (default: RUN/model.onnx).")
+    ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="A checkpoint file (default: the newest valid one).")
     ] = None,

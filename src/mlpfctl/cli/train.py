@@ -49,7 +49,9 @@ def train(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue a run: its directory or a checkpoint file.")
     ] = None,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run directory (default: <run.out_dir>/<name>).")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Run directory (default: <run.out_dir>/<name>).")
+    ] = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     as_json: JsonOpt = False,
@@ -91,8 +93,10 @@ def train(
                     out.print(f"  {section}.{key} = {value!r}  ({resolved.sources[f'{section}.{key}']})")
         return
     if not Path(cfg.data.path).exists():
-        raise UsageError(f"dataset {cfg.data.path} does not exist",
-                         "pass --data DIR (generate one with 'mlpfctl data generate')")
+        raise UsageError(
+            f"dataset {cfg.data.path} does not exist",
+            "pass --data DIR (generate one with 'mlpfctl data generate')",
+        )
 
     from mlpfctl.train.api import TrainRequest
     from mlpfctl.train.api import train as run_train

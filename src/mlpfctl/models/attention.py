@@ -58,7 +58,9 @@ class PreLnSelfAttentionLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, num_heads, head_dim, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, width), activation(act), nn.Dropout(dropout), nn.Linear(width, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, width), activation(act), nn.Dropout(dropout), nn.Linear(width, dim)
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         h = self.norm1(x)
@@ -75,7 +77,9 @@ class TaskQueryReadout(nn.Module):
         self.query = nn.Parameter(torch.zeros(1, 1, dim))
         self.norm = nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, num_heads, head_dim, dropout)
-        self.ffn = nn.Sequential(nn.Linear(dim, width), activation(act), nn.Dropout(dropout), nn.Linear(width, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, width), activation(act), nn.Dropout(dropout), nn.Linear(width, dim)
+        )
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         h = self.norm(x)
@@ -90,16 +94,35 @@ class AttentionMLPF(nn.Module):
         super().__init__()
         self.spec = spec
         d = spec.embed_dim
-        self.encode = InputEncoding(spec.num_features, spec.num_element_types, spec.width, d, spec.activation,
-                                    spec.dropout, spec.input_encoding)
+        self.encode = InputEncoding(
+            spec.num_features,
+            spec.num_element_types,
+            spec.width,
+            d,
+            spec.activation,
+            spec.dropout,
+            spec.input_encoding,
+        )
         self.layers = nn.ModuleList(
-            PreLnSelfAttentionLayer(d, spec.num_heads, spec.head_dim, spec.width, spec.activation, spec.dropout)
+            PreLnSelfAttentionLayer(
+                d, spec.num_heads, spec.head_dim, spec.width, spec.activation, spec.dropout
+            )
             for _ in range(spec.num_layers)
         )
-        self.readout_id = TaskQueryReadout(d, spec.num_heads, spec.head_dim, spec.width, spec.activation, spec.dropout)
-        self.readout_reg = TaskQueryReadout(d, spec.num_heads, spec.head_dim, spec.width, spec.activation, spec.dropout)
-        self.heads = OutputHeads(d + spec.num_features, spec.width, spec.num_classes, spec.num_element_types,
-                                 spec.activation, spec.dropout)
+        self.readout_id = TaskQueryReadout(
+            d, spec.num_heads, spec.head_dim, spec.width, spec.activation, spec.dropout
+        )
+        self.readout_reg = TaskQueryReadout(
+            d, spec.num_heads, spec.head_dim, spec.width, spec.activation, spec.dropout
+        )
+        self.heads = OutputHeads(
+            d + spec.num_features,
+            spec.width,
+            spec.num_classes,
+            spec.num_element_types,
+            spec.activation,
+            spec.dropout,
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         attn_mask = key_padding_bias(mask) if self.spec.attention_mask else None

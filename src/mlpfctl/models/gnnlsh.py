@@ -93,15 +93,28 @@ class GNNLSHMLPF(nn.Module):
         super().__init__()
         self.spec = spec
         d = spec.embed_dim
-        self.encode = InputEncoding(spec.num_features, spec.num_element_types, spec.width, d, spec.activation,
-                                    spec.dropout, spec.input_encoding)
+        self.encode = InputEncoding(
+            spec.num_features,
+            spec.num_element_types,
+            spec.width,
+            d,
+            spec.activation,
+            spec.dropout,
+            spec.input_encoding,
+        )
         self.layers = nn.ModuleList(
             CombinedGraphLayer(d, spec.distance_dim, spec.bin_size, spec.dropout, seed=i)
             for i in range(spec.num_layers)
         )
         self.norm = RMSNorm(d)
-        self.heads = OutputHeads(d + spec.num_features, spec.width, spec.num_classes, spec.num_element_types,
-                                 spec.activation, spec.dropout)
+        self.heads = OutputHeads(
+            d + spec.num_features,
+            spec.width,
+            spec.num_classes,
+            spec.num_element_types,
+            spec.activation,
+            spec.dropout,
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.encode(x, mask)

@@ -29,15 +29,20 @@ def activation(name: str) -> nn.Module:
 def ffn(in_dim: int, width: int, out_dim: int, act: str, dropout: float) -> nn.Sequential:
     """The reference FFN: Linear -> activation -> LayerNorm -> Dropout -> Linear."""
     return nn.Sequential(
-        nn.Linear(in_dim, width), activation(act), nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, out_dim)
+        nn.Linear(in_dim, width),
+        activation(act),
+        nn.LayerNorm(width),
+        nn.Dropout(dropout),
+        nn.Linear(width, out_dim),
     )
 
 
 class InputEncoding(nn.Module):
     """Embed each element; ``split`` gives every element type its own slice of one wide FFN."""
 
-    def __init__(self, num_features: int, num_types: int, width: int, dim: int, act: str, dropout: float,
-                 mode: str) -> None:
+    def __init__(
+        self, num_features: int, num_types: int, width: int, dim: int, act: str, dropout: float, mode: str
+    ) -> None:
         super().__init__()
         self.num_types = num_types
         self.dim = dim
@@ -80,12 +85,15 @@ class RegressionHeads(nn.Module):
 class OutputHeads(nn.Module):
     """Binary particle/no-particle, particle class and the five regression targets."""
 
-    def __init__(self, in_dim: int, width: int, num_classes: int, num_types: int, act: str, dropout: float) -> None:
+    def __init__(
+        self, in_dim: int, width: int, num_classes: int, num_types: int, act: str, dropout: float
+    ) -> None:
         super().__init__()
         self.binary = ffn(in_dim, width, 2, act, dropout)
         self.cls = ffn(in_dim, width, num_classes, act, dropout)
         self.reg = RegressionHeads(in_dim, width, num_types, act, dropout)
 
-    def forward(self, h_id: torch.Tensor, h_reg: torch.Tensor, x: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, h_id: torch.Tensor, h_reg: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.binary(h_id), self.cls(h_id), self.reg(h_reg, x)

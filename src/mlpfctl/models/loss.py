@@ -71,7 +71,8 @@ def loss_sums(
     ce_bin = F.cross_entropy(binary.float().flatten(0, 1), exists.long().flatten(), reduction="none")
     sums: dict[str, torch.Tensor] = {
         "Classification_binary": weights.binary * (ce_bin.view_as(fvalid) * fvalid).sum(),
-        "Classification": weights.cls * (focal_loss(cls_logits, target_cls, weights.focal_gamma) * fexists).sum(),
+        "Classification": weights.cls
+        * (focal_loss(cls_logits, target_cls, weights.focal_gamma) * fexists).sum(),
     }
     target = regression_targets(target_p4, x)
     sq = (reg.float() - target) ** 2
@@ -83,7 +84,9 @@ def loss_sums(
 
 
 def reduce_loss(
-    sums: LossSums, elements: torch.Tensor | float | None = None, particles: torch.Tensor | float | None = None
+    sums: LossSums,
+    elements: torch.Tensor | float | None = None,
+    particles: torch.Tensor | float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Divide the sums by the denominators (default: this batch's own counts); adds ``Total``."""
     n_el = sums.elements if elements is None else elements

@@ -11,16 +11,48 @@ from mlpfctl.errors import ConfigError
 # The reference CLIC defaults (mlpf-reference.md §6) and a tiny preset for tests and smoke runs.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "clic": {
-        "attention": {"num_layers": 3, "num_heads": 16, "head_dim": 16, "width": 256, "activation": "elu",
-                      "dropout": 0.0, "bin_size": 100, "distance_dim": 128},
-        "gnnlsh": {"num_layers": 2, "num_heads": 1, "head_dim": 128, "width": 128, "activation": "elu",
-                   "dropout": 0.0, "bin_size": 100, "distance_dim": 128},
+        "attention": {
+            "num_layers": 3,
+            "num_heads": 16,
+            "head_dim": 16,
+            "width": 256,
+            "activation": "elu",
+            "dropout": 0.0,
+            "bin_size": 100,
+            "distance_dim": 128,
+        },
+        "gnnlsh": {
+            "num_layers": 2,
+            "num_heads": 1,
+            "head_dim": 128,
+            "width": 128,
+            "activation": "elu",
+            "dropout": 0.0,
+            "bin_size": 100,
+            "distance_dim": 128,
+        },
     },
     "tiny": {
-        "attention": {"num_layers": 1, "num_heads": 2, "head_dim": 16, "width": 32, "activation": "elu",
-                      "dropout": 0.0, "bin_size": 16, "distance_dim": 16},
-        "gnnlsh": {"num_layers": 1, "num_heads": 1, "head_dim": 32, "width": 32, "activation": "elu",
-                   "dropout": 0.0, "bin_size": 16, "distance_dim": 16},
+        "attention": {
+            "num_layers": 1,
+            "num_heads": 2,
+            "head_dim": 16,
+            "width": 32,
+            "activation": "elu",
+            "dropout": 0.0,
+            "bin_size": 16,
+            "distance_dim": 16,
+        },
+        "gnnlsh": {
+            "num_layers": 1,
+            "num_heads": 1,
+            "head_dim": 32,
+            "width": 32,
+            "activation": "elu",
+            "dropout": 0.0,
+            "bin_size": 16,
+            "distance_dim": 16,
+        },
     },
 }
 
@@ -53,7 +85,9 @@ class ModelSpec:
         return asdict(self)
 
 
-def resolve_spec(section: ModelSection, *, num_features: int, num_classes: int, num_element_types: int) -> ModelSpec:
+def resolve_spec(
+    section: ModelSection, *, num_features: int, num_classes: int, num_element_types: int
+) -> ModelSpec:
     """Fill every ``None`` field of ``section`` from its preset."""
     preset = PRESETS.get(section.preset)
     if preset is None:

@@ -65,7 +65,8 @@ class DivergedError(RuntimeFailure):
 
 # Errors that cross the process boundary by name (exceptions with extra fields pickle badly).
 _ERRORS: dict[str, type[MlpfctlError]] = {
-    cls.__name__: cls for cls in (DivergedError, Checkpointed, DataError, UsageError, RuntimeFailure, MlpfctlError)
+    cls.__name__: cls
+    for cls in (DivergedError, Checkpointed, DataError, UsageError, RuntimeFailure, MlpfctlError)
 }
 
 

@@ -41,12 +41,16 @@ def encode(state: dict[str, Any]) -> bytes:
 def decode(blob: bytes, source: str) -> dict[str, Any]:
     head = len(MAGIC) + 65
     if not blob.startswith(MAGIC) or len(blob) < head:
-        raise DataError(f"checkpoint {source} is not an mlpfctl checkpoint or is truncated",
-                        "pick another checkpoint or start without --resume")
+        raise DataError(
+            f"checkpoint {source} is not an mlpfctl checkpoint or is truncated",
+            "pick another checkpoint or start without --resume",
+        )
     digest, payload = blob[len(MAGIC) : head - 1].decode(errors="replace"), blob[head:]
     if hashlib.sha256(payload).hexdigest() != digest:
-        raise DataError(f"checkpoint {source} is damaged (checksum mismatch)",
-                        "pick another checkpoint or start without --resume")
+        raise DataError(
+            f"checkpoint {source} is damaged (checksum mismatch)",
+            "pick another checkpoint or start without --resume",
+        )
     state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
     if not isinstance(state, dict):
         raise DataError(f"checkpoint {source} holds no state dictionary", "pick another checkpoint")
@@ -85,8 +89,10 @@ def load_latest(target: Path) -> tuple[Path, dict[str, Any]]:
         return target, load(target)
     candidates = list_checkpoints(target)
     if not candidates:
-        raise DataError(f"no checkpoint found in {target}",
-                        f"expected {CHECKPOINT_DIR}/step-NNNNNNNN.ckpt inside the run directory")
+        raise DataError(
+            f"no checkpoint found in {target}",
+            f"expected {CHECKPOINT_DIR}/step-NNNNNNNN.ckpt inside the run directory",
+        )
     for path in reversed(candidates):
         try:
             return path, load(path)

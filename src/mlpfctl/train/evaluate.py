@@ -108,13 +108,17 @@ def evaluate_run(run: LoadedRun, *, max_events: int | None = None, plots: bool =
         for batch in iter_batches(test, 16, limit=max_events):
             pred = predict_particles(*run.model(batch.X, batch.mask), batch.X, batch.mask)
             acc["mlpf"].update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask)
-            acc["baseline"].update(batch.target_cls, batch.cand_cls, batch.target_p4, batch.cand_p4, batch.mask)
+            acc["baseline"].update(
+                batch.target_cls, batch.cand_cls, batch.target_p4, batch.cand_p4, batch.mask
+            )
             for b in range(batch.num_events):
                 events += 1
                 m = batch.mask[b]
                 tgt = batch.target_p4[b][m & (batch.target_cls[b] != 0)].numpy()
-                reco = {"mlpf": pred.p4[b][m & (pred.cls[b] != 0)].numpy(),
-                        "baseline": batch.cand_p4[b][m & (batch.cand_cls[b] != 0)].numpy()}
+                reco = {
+                    "mlpf": pred.p4[b][m & (pred.cls[b] != 0)].numpy(),
+                    "baseline": batch.cand_p4[b][m & (batch.cand_cls[b] != 0)].numpy(),
+                }
                 tj = cluster_jets(tgt)
                 target_jets += len(tj)
                 met_t = met(tgt)
@@ -128,9 +132,18 @@ def evaluate_run(run: LoadedRun, *, max_events: int | None = None, plots: bool =
         raise UsageError("the test split has no events", "use a larger dataset")
     names = tuple(schema_names) or tuple(str(i) for i in range(run.spec.num_classes))
     summary: dict[str, Any] = {
-        "run_dir": str(run.run_dir), "checkpoint": str(run.checkpoint), "step": run.step, "events": events,
-        "jets": {"algorithm": "ee_genkt", "R": JET_R, "p": -1, "ptmin": JET_PTMIN, "match_dr": MATCH_DR,
-                 "target_jets": target_jets},
+        "run_dir": str(run.run_dir),
+        "checkpoint": str(run.checkpoint),
+        "step": run.step,
+        "events": events,
+        "jets": {
+            "algorithm": "ee_genkt",
+            "R": JET_R,
+            "p": -1,
+            "ptmin": JET_PTMIN,
+            "match_dr": MATCH_DR,
+            "target_jets": target_jets,
+        },
     }
     for s in SOURCES:
         particle = acc[s].summary(names)
@@ -140,9 +153,11 @@ def evaluate_run(run: LoadedRun, *, max_events: int | None = None, plots: bool =
             "efficiency": {k[4:]: v for k, v in particle.items() if k.startswith("eff/")},
             "fake_rate": {k[5:]: v for k, v in particle.items() if k.startswith("fake/")},
             "confusion": particle["confusion"],
-            "jet_response_median": med, "jet_response_iqr": iqr,
+            "jet_response_median": med,
+            "jet_response_iqr": iqr,
             "jet_match_fraction": matched[s] / target_jets if target_jets else float("nan"),
-            "met_residual_median": met_med, "met_residual_iqr": met_iqr,
+            "met_residual_median": met_med,
+            "met_residual_iqr": met_iqr,
             "met_resolution_std": float(np.std(met_diff[s])),
         }
     out_dir = run.run_dir / EVAL_DIR
@@ -165,8 +180,13 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
-def _plots(out_dir: Path, names: tuple[str, ...], summary: dict[str, Any],
-           response: dict[str, list[float]], met_diff: dict[str, list[float]]) -> list[Path]:
+def _plots(
+    out_dir: Path,
+    names: tuple[str, ...],
+    summary: dict[str, Any],
+    response: dict[str, list[float]],
+    met_diff: dict[str, list[float]],
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -37,9 +37,15 @@ class ExportResult:
     ok: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "opset": self.opset, "checked_batches": self.checked_batches,
-                "element_counts": self.element_counts, "max_abs_diff": self.max_abs_diff, "atol": self.atol,
-                "ok": self.ok}
+        return {
+            "path": str(self.path),
+            "opset": self.opset,
+            "checked_batches": self.checked_batches,
+            "element_counts": self.element_counts,
+            "max_abs_diff": self.max_abs_diff,
+            "atol": self.atol,
+            "ok": self.ok,
+        }
 
 
 def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> bytes:
@@ -48,13 +54,22 @@ def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, torch.Tenso
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
-        torch.onnx.export(model, example, buffer, dynamo=False, input_names=list(INPUTS),
-                          output_names=list(OUTPUTS), dynamic_axes=axes, opset_version=OPSET)
+        torch.onnx.export(
+            model,
+            example,
+            buffer,
+            dynamo=False,
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes=axes,
+            opset_version=OPSET,
+        )
     return buffer.getvalue()
 
 
-def check_onnx(blob: bytes, model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
-               atol: float) -> tuple[dict[str, float], list[int]]:
+def check_onnx(
+    blob: bytes, model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], atol: float
+) -> tuple[dict[str, float], list[int]]:
     """Largest |ONNX - PyTorch| per output over ``batches`` (real elements only)."""
     try:
         import onnxruntime as ort

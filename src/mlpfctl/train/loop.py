@@ -104,7 +104,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -160,8 +164,13 @@ class DataStreams:
     def _sampler(self, lengths: Any, *, shuffle: bool, drop_last: bool) -> Any:
         from mlpfctl.data.batching import BucketBatchSampler, FixedBatchSampler
 
-        common = {"shuffle": shuffle, "seed": self.cfg.run.seed, "rank": self.rank,
-                  "world_size": self.world_size, "drop_last": drop_last}
+        common = {
+            "shuffle": shuffle,
+            "seed": self.cfg.run.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "drop_last": drop_last,
+        }
         if self.cfg.train.batch_events:
             return FixedBatchSampler(lengths, self.cfg.train.batch_events, **common)
         return BucketBatchSampler(lengths, self.cfg.data.max_elements_per_batch, **common)
@@ -170,7 +179,9 @@ class DataStreams:
         """This rank's batches of ``epoch``, trimmed to the count every rank has (DDP steps together)."""
         self.train_sampler.set_epoch(epoch)
         batches = [list(b) for b in self.train_sampler]
-        count = all_reduce(torch.tensor([len(batches)], dtype=torch.int64), self.world_size, dist.ReduceOp.MIN)
+        count = all_reduce(
+            torch.tensor([len(batches)], dtype=torch.int64), self.world_size, dist.ReduceOp.MIN
+        )
         if int(count.item()) == 0:
             raise DataError(
                 f"the training split ({len(self.train)} events) yields no full batch per rank",
@@ -223,8 +234,10 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
             with _autocast(ctx):
                 outputs = module(batch.X, batch.mask)
             s = loss_sums(outputs, batch.X, batch.mask, batch.target_cls, batch.target_p4, ctx.weights)
-            sums += torch.tensor([*(s.sums[n].item() for n in names), s.elements.item(), s.particles.item()],
-                                 dtype=torch.float64)
+            sums += torch.tensor(
+                [*(s.sums[n].item() for n in names), s.elements.item(), s.particles.item()],
+                dtype=torch.float64,
+            )
             pred = predict_particles(*outputs, batch.X, batch.mask)
             acc.update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask)
     all_reduce(sums, ctx.world_size)
@@ -235,7 +248,8 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
     module.train()
     n_el, n_p = max(sums[-2].item(), 1.0), max(sums[-1].item(), 1.0)
     out: dict[str, Any] = {
-        name: sums[i].item() / (n_p if name.startswith("Regression") else n_el) for i, name in enumerate(names)
+        name: sums[i].item() / (n_p if name.startswith("Regression") else n_el)
+        for i, name in enumerate(names)
     }
     out["Total"] = sum(out[n] for n in names)
     out.update(acc.summary(ctx.class_names))
@@ -249,8 +263,15 @@ def _broadcast_decision(ctx: Context, decision: str) -> str:
     return DECISIONS[int(code.item())]
 
 
-def checkpoint_state(ctx: Context, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-                     step: int, pos: Position, best: float | None) -> dict[str, Any]:
+def checkpoint_state(
+    ctx: Context,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    step: int,
+    pos: Position,
+    best: float | None,
+) -> dict[str, Any]:
     rng = rng_state()
     if ctx.world_size > 1:  # sync: every rank's RNG state, so that dropout resumes exactly
         states: list[Any] = [None] * ctx.world_size
@@ -265,7 +286,9 @@ def checkpoint_state(ctx: Context, optimizer: torch.optim.Optimizer, scheduler: 
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "sampler": ctx.data.train_sampler.state_dict() if hasattr(ctx.data.train_sampler, "state_dict") else None,
+        "sampler": ctx.data.train_sampler.state_dict()
+        if hasattr(ctx.data.train_sampler, "state_dict")
+        else None,
         "rng": states,
         "world_size": ctx.world_size,
         "spec": ctx.spec.as_dict(),
@@ -285,8 +308,14 @@ def _progress(ctx: Context, start: int, total: int) -> Any:
 
     enabled = ctx.is_main and not ctx.request.quiet and ctx.cfg.train.progress
     progress = Progress(
-        TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(), console=err, disable=not enabled, transient=False,
+        TextColumn("train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not enabled,
+        transient=False,
     )
     task = progress.add_task("train", total=total, completed=start, info="")
     return progress, task
@@ -304,7 +333,9 @@ def _setup(request: TrainRequest) -> tuple[Context, Any]:
         os.environ.setdefault("MASTER_ADDR", env.master_addr)
         os.environ.setdefault("MASTER_PORT", str(env.master_port))
         dist.init_process_group(
-            backend.dist_backend, rank=env.rank, world_size=env.world_size,
+            backend.dist_backend,
+            rank=env.rank,
+            world_size=env.world_size,
             init_method=f"tcp://{env.master_addr}:{env.master_port}",
         )
     seed_everything(cfg.run.seed)
@@ -317,12 +348,25 @@ def _setup(request: TrainRequest) -> tuple[Context, Any]:
 
         model = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     dtype = backend.autocast_dtype() if cfg.train.amp else None
-    peak = backend.peak_flops(backend.device_name(device), "bf16" if dtype == torch.bfloat16 else
-                              "fp16" if dtype == torch.float16 else "fp32")
+    peak = backend.peak_flops(
+        backend.device_name(device),
+        "bf16" if dtype == torch.bfloat16 else "fp16" if dtype == torch.float16 else "fp32",
+    )
     ctx = Context(
-        request=request, cfg=cfg, rank=env.rank, world_size=env.world_size, device=device,
-        autocast_dtype=dtype, model=model, module=module, spec=spec, weights=loss_weights(cfg),
-        class_names=data.schema.class_names, peak_flops=peak, backend=backend, data=data,
+        request=request,
+        cfg=cfg,
+        rank=env.rank,
+        world_size=env.world_size,
+        device=device,
+        autocast_dtype=dtype,
+        model=model,
+        module=module,
+        spec=spec,
+        weights=loss_weights(cfg),
+        class_names=data.schema.class_names,
+        peak_flops=peak,
+        backend=backend,
+        data=data,
     )
     return ctx, backend
 
@@ -332,8 +376,13 @@ def _write_run_files(ctx: Context, lr: float, factor: float) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, to_toml(ctx.cfg))
     info = {
-        "spec": ctx.spec.as_dict(), "parameters": count_parameters(ctx.module), "world_size": ctx.world_size,
-        "backend": ctx.backend.name, "device": str(ctx.device), "lr": lr, "lr_scale": factor,
+        "spec": ctx.spec.as_dict(),
+        "parameters": count_parameters(ctx.module),
+        "world_size": ctx.world_size,
+        "backend": ctx.backend.name,
+        "device": str(ctx.device),
+        "lr": lr,
+        "lr_scale": factor,
         "autocast": str(ctx.autocast_dtype) if ctx.autocast_dtype else None,
     }
     atomic_write_text(run_dir / MODEL_FILE, json.dumps(info, indent=2) + "\n")
@@ -406,8 +455,14 @@ def _train(ctx: Context) -> TrainResult:
                 t_last = time.perf_counter()
                 for batch in loader:
                     counts = torch.tensor(
-                        [batch.num_elements, float((batch.target_cls != 0).sum()), batch.num_events,
-                         1.0 if stop.set else 0.0], dtype=torch.float64)
+                        [
+                            batch.num_elements,
+                            float((batch.target_cls != 0).sum()),
+                            batch.num_events,
+                            1.0 if stop.set else 0.0,
+                        ],
+                        dtype=torch.float64,
+                    )
                     all_reduce(counts, ctx.world_size)  # sync
                     if counts[3].item() > 0:
                         last_ckpt = save(step) or last_ckpt
@@ -428,7 +483,10 @@ def _train(ctx: Context) -> TrainResult:
                     progress.update(task, completed=step, info=f"loss {losses['Total']:.4g}")
                     if step % tcfg.val_every == 0 or step == tcfg.steps:
                         metrics = validate(ctx, step)
-                        record = {"step": float(step), **{k: v for k, v in metrics.items() if k != "confusion"}}
+                        record = {
+                            "step": float(step),
+                            **{k: v for k, v in metrics.items() if k != "confusion"},
+                        }
                         ctx.history.append(record)
                         log.write("valid", step, metrics)
                         best = metrics["Total"] if best is None else min(best, metrics["Total"])
@@ -436,7 +494,9 @@ def _train(ctx: Context) -> TrainResult:
                         if ctx.is_main and ctx.request.hooks is not None:
                             decision = ctx.request.hooks.on_validation(step, dict(record))
                             if decision not in DECISIONS:
-                                raise RuntimeFailure(f"hook returned {decision!r}", f"return one of {DECISIONS}")
+                                raise RuntimeFailure(
+                                    f"hook returned {decision!r}", f"return one of {DECISIONS}"
+                                )
                         decision = _broadcast_decision(ctx, decision)
                         if decision != "continue":
                             status = "pruned" if decision == "prune" else "stopped"
@@ -455,8 +515,13 @@ def _train(ctx: Context) -> TrainResult:
 
     val = ctx.history[-1]["Total"] if ctx.history else None
     result = TrainResult(
-        run_dir=ctx.request.run_dir, status=status, step=step, val_loss=val, best_val_loss=best,
-        history=ctx.history, checkpoint=last_ckpt,
+        run_dir=ctx.request.run_dir,
+        status=status,
+        step=step,
+        val_loss=val,
+        best_val_loss=best,
+        history=ctx.history,
+        checkpoint=last_ckpt,
         events_per_s=statistics.median(rates) if rates else None,
     )
     if ctx.is_main:
@@ -464,8 +529,14 @@ def _train(ctx: Context) -> TrainResult:
     return result
 
 
-def _train_step(ctx: Context, batch: Any, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-                counts: torch.Tensor) -> dict[str, float]:
+def _train_step(
+    ctx: Context,
+    batch: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    counts: torch.Tensor,
+) -> dict[str, float]:
     batch = batch.to(ctx.device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
     with _autocast(ctx):
@@ -510,8 +581,9 @@ def _check_divergence(total: float, early: list[float], factor: float, step: int
         )
 
 
-def _accumulate(window: dict[str, Any], ctx: Context, batch: Any, counts: torch.Tensor,
-                losses: dict[str, float]) -> None:
+def _accumulate(
+    window: dict[str, Any], ctx: Context, batch: Any, counts: torch.Tensor, losses: dict[str, float]
+) -> None:
     window["events"] += counts[2].item()
     window["elements"] += counts[0].item()
     lengths = batch.mask.sum(dim=1).tolist()
@@ -520,8 +592,9 @@ def _accumulate(window: dict[str, Any], ctx: Context, batch: Any, counts: torch.
         window["loss"].setdefault(k, []).append(v)
 
 
-def _flush_window(window: dict[str, Any], ctx: Context, log: RunLogger, step: int,
-                  optimizer: torch.optim.Optimizer) -> float | None:
+def _flush_window(
+    window: dict[str, Any], ctx: Context, log: RunLogger, step: int, optimizer: torch.optim.Optimizer
+) -> float | None:
     elapsed = window["time"]
     record: dict[str, Any] = {k: statistics.fmean(v) for k, v in window["loss"].items()}
     record["lr"] = optimizer.param_groups[0]["lr"]

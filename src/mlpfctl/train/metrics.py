@@ -30,13 +30,21 @@ class MetricAccumulator:
     def __post_init__(self) -> None:
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.float64)
 
-    def update(self, target_cls: torch.Tensor, pred_cls: torch.Tensor, target_p4: torch.Tensor,
-               pred_p4: torch.Tensor, mask: torch.Tensor) -> None:
+    def update(
+        self,
+        target_cls: torch.Tensor,
+        pred_cls: torch.Tensor,
+        target_p4: torch.Tensor,
+        pred_p4: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> None:
         t = target_cls[mask].long().cpu()
         p = pred_cls[mask].long().cpu()
-        self.confusion += torch.bincount(t * self.num_classes + p, minlength=self.num_classes**2).view(
-            self.num_classes, self.num_classes
-        ).double()
+        self.confusion += (
+            torch.bincount(t * self.num_classes + p, minlength=self.num_classes**2)
+            .view(self.num_classes, self.num_classes)
+            .double()
+        )
         both = mask & (target_cls != 0) & (pred_cls != 0)
         tp4, pp4 = target_p4[both].float().cpu(), pred_p4[both].float().cpu()
         ok = (tp4[:, 0] > 0) & (tp4[:, 4] > 0)

@@ -75,7 +75,9 @@ class Lamb(torch.optim.Optimizer):
         return loss
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainSection, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], cfg: TrainSection, lr: float
+) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "lamb":
@@ -127,4 +129,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainSection) -> torc
 
 
 def describe(cfg: TrainSection, lr: float, factor: float) -> dict[str, Any]:
-    return {"optimizer": cfg.optimizer, "schedule": cfg.schedule, "base_lr": cfg.lr, "lr_scale": factor, "lr": lr}
+    return {
+        "optimizer": cfg.optimizer,
+        "schedule": cfg.schedule,
+        "base_lr": cfg.lr,
+        "lr_scale": factor,
+        "lr": lr,
+    }

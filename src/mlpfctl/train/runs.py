@@ -31,7 +31,9 @@ class LoadedRun:
 def load_run(run_dir: Path, checkpoint: Path | None = None, overrides: Any = ()) -> LoadedRun:
     """The run's resolved config (plus ``overrides``) and the model from its newest valid checkpoint."""
     if not run_dir.is_dir():
-        raise UsageError(f"run directory {run_dir} does not exist", "pass a directory written by 'mlpfctl train'")
+        raise UsageError(
+            f"run directory {run_dir} does not exist", "pass a directory written by 'mlpfctl train'"
+        )
     config_path = run_dir / RUN_CONFIG
     if not config_path.is_file():
         raise UsageError(f"{run_dir} has no {RUN_CONFIG}", "pass a directory written by 'mlpfctl train'")
@@ -50,10 +52,14 @@ def test_split(config: Config) -> Any:
     from mlpfctl.errors import DataError
 
     dataset = open_dataset(config.data.path, format=config.data.format)
-    _train, _valid, test = split_dataset(dataset, config.data.valid_fraction, config.data.test_fraction, config.run.seed)
+    _train, _valid, test = split_dataset(
+        dataset, config.data.valid_fraction, config.data.test_fraction, config.run.seed
+    )
     if len(test) == 0:
-        raise DataError(f"the test split of {config.data.path} is empty",
-                        "train with data.test_fraction > 0 or use more events")
+        raise DataError(
+            f"the test split of {config.data.path} is empty",
+            "train with data.test_fraction > 0 or use more events",
+        )
     return test
 
 

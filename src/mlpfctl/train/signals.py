@@ -41,4 +41,3 @@ def catch_stop_signals() -> Iterator[StopFlag]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
