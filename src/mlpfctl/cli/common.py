@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mlpfctl.config import Resolved, flag_overrides, parse_set, resolve
+if TYPE_CHECKING:
+    from mlpfctl.config import Resolved
 
 ConfigOpt = Annotated[
     Path | None,
@@ -29,5 +30,7 @@ def load_config(
     config: Path | None, sets: list[str] | None, flags: dict[str, tuple[str, Any]] | None = None
 ) -> Resolved:
     """Resolve defaults < file < env < flags < --set (``--set`` is applied last, so it wins)."""
+    from mlpfctl.config import flag_overrides, parse_set, resolve
+
     overrides = flag_overrides(flags or {}) + parse_set(sets or [])
     return resolve(config, overrides)

@@ -115,6 +115,9 @@ class TrainSection:
         "most data.max_elements_per_batch padded elements).",
         ge=1,
     )
+    shuffle: bool = setting(
+        True, "Shuffle the training events every epoch (off only for reproducibility checks)."
+    )
     optimizer: str = setting("adamw", "Optimizer: adamw, lamb or sgd.", choices=["adamw", "lamb", "sgd"])
     lr: float = setting(
         5e-4, "Peak learning rate at the reference batch (before LR scaling).", gt=0.0, le=10.0

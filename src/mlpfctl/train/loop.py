@@ -159,7 +159,7 @@ class DataStreams:
                 f"dataset {cfg.data.path} has {len(self.train)} training and {len(self.valid)} validation events",
                 "use a larger dataset or change data.valid_fraction / data.test_fraction",
             )
-        self.train_sampler = self._sampler(self.train.lengths, shuffle=True, drop_last=True)
+        self.train_sampler = self._sampler(self.train.lengths, shuffle=cfg.train.shuffle, drop_last=True)
 
     def _sampler(self, lengths: Any, *, shuffle: bool, drop_last: bool) -> Any:
         from mlpfctl.data.batching import BucketBatchSampler, FixedBatchSampler

@@ -1,0 +1,1 @@
+"""Scaling benchmarks: timing, records, scaling runs, reports and scaling-law fits."""
