@@ -74,7 +74,7 @@ def train(
     resolved = load_config(config, sets, flags)
     cfg = resolved.config
     target_dir = run_dir or resume_dir or default_run_dir(cfg.run.out_dir, cfg.run.name)
-    plan = {
+    plan: dict[str, Any] = {
         "run_dir": str(target_dir),
         "nproc": nproc,
         "resume": str(resume_target) if resume_target else None,

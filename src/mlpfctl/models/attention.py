@@ -47,7 +47,8 @@ class MultiHeadAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
-        return self.out(y.transpose(1, 2).reshape(b, nq, self.num_heads * self.head_dim))
+        out: torch.Tensor = self.out(y.transpose(1, 2).reshape(b, nq, self.num_heads * self.head_dim))
+        return out
 
 
 class PreLnSelfAttentionLayer(nn.Module):
@@ -84,7 +85,8 @@ class TaskQueryReadout(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         h = self.norm(x)
         summary = self.attn(self.query.expand(x.shape[0], 1, -1), h, attn_mask)
-        return x + self.ffn(h + summary)
+        out: torch.Tensor = x + self.ffn(h + summary)
+        return out
 
 
 class AttentionMLPF(nn.Module):
@@ -131,4 +133,5 @@ class AttentionMLPF(nn.Module):
             h = layer(h, mask, attn_mask)
         h_id = torch.cat([self.readout_id(h, attn_mask), x], dim=-1)
         h_reg = torch.cat([self.readout_reg(h, attn_mask), x], dim=-1)
-        return self.heads(h_id, h_reg, x)
+        binary, cls, reg = self.heads(h_id, h_reg, x)
+        return binary, cls, reg

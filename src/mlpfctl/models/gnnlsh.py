@@ -23,7 +23,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        out: torch.Tensor = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        return out
 
 
 class SwiGLU(nn.Module):
@@ -35,7 +36,8 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.gate(x).chunk(2, dim=-1)
-        return self.out(self.dropout(F.silu(a) * b))
+        out: torch.Tensor = self.out(self.dropout(F.silu(a) * b))
+        return out
 
 
 class CombinedGraphLayer(nn.Module):
@@ -51,13 +53,14 @@ class CombinedGraphLayer(nn.Module):
         self.ffn = SwiGLU(dim, dim, dropout)
         gen = torch.Generator().manual_seed(seed)
         # Enough hash buckets that an event of ~bin_size x 8 elements spreads over its bins.
+        self.rotation: torch.Tensor
         self.register_buffer("rotation", torch.randn(distance_dim, 8, generator=gen), persistent=True)
 
     def _bin_order(self, dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         proj = dist.float() @ self.rotation.float()
         code = torch.cat([proj, -proj], dim=-1).argmax(dim=-1).float()
         # Padding sorts last; the element index breaks ties, so the order is stable (and exportable).
-        code = torch.where(mask, code, torch.full_like(code, 2.0 * self.rotation.shape[1]))
+        code = torch.where(mask, code, torch.full_like(code, 2.0 * int(self.rotation.shape[1])))
         n = code.shape[-1]
         index = torch.arange(n, device=code.device, dtype=torch.float32)
         return torch.argsort(code * n + index, dim=-1)
@@ -121,4 +124,5 @@ class GNNLSHMLPF(nn.Module):
         for layer in self.layers:
             h = layer(h, mask)
         h = torch.cat([self.norm(h), x], dim=-1)
-        return self.heads(h, h, x)
+        binary, cls, reg = self.heads(h, h, x)
+        return binary, cls, reg

@@ -57,7 +57,8 @@ class InputEncoding(nn.Module):
             # Type codes start at 1 (0 is padding); clamp so that padded rows index a valid slice.
             idx = (x[..., 0].long() - 1).clamp(0, self.num_types - 1)
             h = torch.gather(h, -2, idx[..., None, None].expand(*idx.shape, 1, self.dim)).squeeze(-2)
-        return h * mask[..., None].to(h.dtype)
+        out: torch.Tensor = h * mask[..., None].to(h.dtype)
+        return out
 
 
 class RegressionHeads(nn.Module):

@@ -106,7 +106,8 @@ def evaluate_run(run: LoadedRun, *, max_events: int | None = None, plots: bool =
     events = 0
     with _stdout_to_stderr(), torch.no_grad():
         for batch in iter_batches(test, 16, limit=max_events):
-            pred = predict_particles(*run.model(batch.X, batch.mask), batch.X, batch.mask)
+            binary, cls_logits, reg = run.model(batch.X, batch.mask)
+            pred = predict_particles(binary, cls_logits, reg, batch.X, batch.mask)
             acc["mlpf"].update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask)
             acc["baseline"].update(
                 batch.target_cls, batch.cand_cls, batch.target_p4, batch.cand_p4, batch.mask
@@ -204,7 +205,7 @@ def _plots(
         paths.append(path)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(0, 2, 41)
+    bins = [float(v) for v in np.linspace(0, 2, 41)]
     for s in SOURCES:
         ax.hist(np.clip(response[s], 0, 2), bins=bins, histtype="step", label=s)
     ax.set(xlabel="jet pT(reco) / pT(target)", ylabel="matched jets", title="Jet pT response")

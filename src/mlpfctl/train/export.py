@@ -57,7 +57,7 @@ def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, torch.Tenso
         torch.onnx.export(
             model,
             example,
-            buffer,
+            buffer,  # type: ignore[arg-type]
             dynamo=False,
             input_names=list(INPUTS),
             output_names=list(OUTPUTS),

@@ -156,7 +156,8 @@ class DataStreams:
         )
         if len(self.train) == 0 or len(self.valid) == 0:
             raise DataError(
-                f"dataset {cfg.data.path} has {len(self.train)} training and {len(self.valid)} validation events",
+                f"dataset {cfg.data.path} has {len(self.train)} training and "
+                f"{len(self.valid)} validation events",
                 "use a larger dataset or change data.valid_fraction / data.test_fraction",
             )
         self.train_sampler = self._sampler(self.train.lengths, shuffle=cfg.train.shuffle, drop_last=True)
@@ -197,7 +198,7 @@ class DataStreams:
         state = torch.get_rng_state()
         iterator = iter(make_loader(dataset, batches, self.cfg.data.num_workers))
         torch.set_rng_state(state)
-        return iterator
+        return iterator  # type: ignore[no-any-return]
 
     def valid_batches(self, dataset: Any, max_events: int | None) -> list[list[int]]:
         sampler = self._sampler(dataset.lengths, shuffle=False, drop_last=False)
@@ -238,7 +239,7 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
                 [*(s.sums[n].item() for n in names), s.elements.item(), s.particles.item()],
                 dtype=torch.float64,
             )
-            pred = predict_particles(*outputs, batch.X, batch.mask)
+            pred = predict_particles(outputs[0], outputs[1], outputs[2], batch.X, batch.mask)
             acc.update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask)
     all_reduce(sums, ctx.world_size)
     if ctx.world_size > 1:  # sync
@@ -430,7 +431,8 @@ def _train(ctx: Context) -> TrainResult:
         _write_run_files(ctx, lr, factor)
         if not ctx.request.quiet:
             err.print(
-                f"model {ctx.spec.type}: {count_parameters(ctx.module):,} parameters; {ctx.world_size} rank(s) "
+                f"model {ctx.spec.type}: {count_parameters(ctx.module):,} parameters; "
+                f"{ctx.world_size} rank(s) "
                 f"on {ctx.backend.name} ({ctx.device}); lr {lr:.3g} (x{factor:.3g} scaling); "
                 f"{'resuming at step ' + str(step) if step else 'from scratch'}"
             )
@@ -549,7 +551,7 @@ def _train_step(
         scaler.scale(total).backward()
         scaler.unscale_(optimizer)
     else:
-        total.backward()
+        total.backward()  # type: ignore[no-untyped-call]
     if ctx.cfg.train.grad_clip > 0:
         nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.train.grad_clip)
     if scaler is not None:
