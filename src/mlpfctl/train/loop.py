@@ -122,6 +122,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def rng_neutral(iterable: Any) -> Iterator[Any]:
+    """Iterate ``iterable`` without touching the global torch RNG.
+
+    A DataLoader draws a base seed from the global RNG when its iterator starts. A resumed run
+    starts a fresh iterator mid-epoch where the uninterrupted run did not, so without this the
+    dropout masks after a resume would differ from the uninterrupted run's.
+    """
+    iterator: Iterator[Any] | None = None
+    while True:
+        state = torch.get_rng_state()
+        try:
+            if iterator is None:
+                iterator = iter(iterable)
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            torch.set_rng_state(state)
+        yield item
+
+
 def all_reduce(t: torch.Tensor, world_size: int, op: Any = None) -> torch.Tensor:
     if world_size > 1:  # sync
         dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
@@ -193,12 +214,7 @@ class DataStreams:
     def loader(self, dataset: Any, batches: list[list[int]]) -> Iterator[Any]:
         from mlpfctl.data.collate import make_loader
 
-        # Starting a DataLoader iterator draws from the global torch RNG; restore it so that a
-        # resumed run (which starts a fresh iterator mid-epoch) sees the same random stream.
-        state = torch.get_rng_state()
-        iterator = iter(make_loader(dataset, batches, self.cfg.data.num_workers))
-        torch.set_rng_state(state)
-        return iterator  # type: ignore[no-any-return]
+        return rng_neutral(make_loader(dataset, batches, self.cfg.data.num_workers))
 
     def valid_batches(self, dataset: Any, max_events: int | None) -> list[list[int]]:
         sampler = self._sampler(dataset.lengths, shuffle=False, drop_last=False)

@@ -44,9 +44,11 @@ def test_short_training_learns(trained: TrainResult) -> None:
     assert trained.status == "completed" and trained.step == 120
     losses = [h["Total"] for h in trained.history]
     assert len(losses) == 3
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[0] > losses[1] > losses[2], losses
     records = read_metrics(trained.run_dir)
     train_records = [r for r in records if r["kind"] == "train"]
+    # From the first logged window (steps 1-5) to the end the loss clearly falls.
+    assert losses[-1] < 0.75 * train_records[0]["Total"], (train_records[0]["Total"], losses)
     assert train_records and {"Total", "Classification_binary", "Regression_pt", "lr", "events_per_s"} <= set(
         train_records[-1]
     )
