@@ -429,18 +429,19 @@ def _train(ctx: Context) -> TrainResult:
         ctx.module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        # The horizon comes from this run's config (HPO may extend steps on the same schedule_steps).
-        scheduler.lr_lambdas[0] = Schedule(
-            tcfg.schedule, tcfg.schedule_steps or tcfg.steps, tcfg.warmup_steps, tcfg.min_lr_ratio
-        )
+        _rebase_schedule(scheduler, optimizer, tcfg, lr)
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
+        saved_world = int(state.get("world_size", ctx.world_size))
         pos = Position(**state["position"])
+        if saved_world != ctx.world_size:
+            # Another rank count (RASDA, rescaled jobs): keep the number of global batches consumed.
+            pos = Position(pos.epoch, pos.batch * saved_world // ctx.world_size)
         ctx.history = list(state.get("history", []))
         best = state.get("best_val_loss")
         rngs = state["rng"]
-        set_rng_state(rngs[ctx.rank] if len(rngs) == ctx.world_size else rngs[0])
+        set_rng_state(rngs[ctx.rank % len(rngs)])
 
     log = RunLogger(ctx.request.run_dir, enabled=ctx.is_main)
     if ctx.is_main:
@@ -545,6 +546,22 @@ def _train(ctx: Context) -> TrainResult:
     if ctx.is_main:
         atomic_write_text(ctx.request.run_dir / RESULT_FILE, json.dumps(result.as_dict(), indent=2) + "\n")
     return result
+
+
+def _rebase_schedule(scheduler: Any, optimizer: torch.optim.Optimizer, tcfg: Any, lr: float) -> None:
+    """After loading a checkpoint: this run's schedule horizon and (rescaled) peak LR apply.
+
+    HPO extends ``steps`` on the same ``schedule_steps``; a resume on another number of ranks
+    rescales the LR. With an unchanged config this reproduces the saved LR bit for bit.
+    """
+    schedule = Schedule(
+        tcfg.schedule, tcfg.schedule_steps or tcfg.steps, tcfg.warmup_steps, tcfg.min_lr_ratio
+    )
+    scheduler.lr_lambdas[0] = schedule
+    scheduler.base_lrs = [lr for _ in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr
+        group["lr"] = lr * schedule(scheduler.last_epoch)
 
 
 def _train_step(
