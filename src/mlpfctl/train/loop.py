@@ -170,7 +170,7 @@ class DataStreams:
         self.cfg = cfg
         self.rank = rank
         self.world_size = world_size
-        dataset = open_dataset(cfg.data.path, format=cfg.data.format)
+        dataset = open_dataset(cfg.data.path, format=cfg.data.format, cache_bytes=cfg.data.cache_mb * 2**20)
         self.schema = dataset.schema
         self.train, self.valid, self.test = split_dataset(
             dataset, cfg.data.valid_fraction, cfg.data.test_fraction, cfg.run.seed

@@ -51,7 +51,9 @@ def test_split(config: Config) -> Any:
     from mlpfctl.data.dataset import open_dataset, split_dataset
     from mlpfctl.errors import DataError
 
-    dataset = open_dataset(config.data.path, format=config.data.format)
+    dataset = open_dataset(
+        config.data.path, format=config.data.format, cache_bytes=config.data.cache_mb * 2**20
+    )
     _train, _valid, test = split_dataset(
         dataset, config.data.valid_fraction, config.data.test_fraction, config.run.seed
     )

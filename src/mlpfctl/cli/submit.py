@@ -1,0 +1,87 @@
+"""``mlpfctl submit``: check, render and submit a SLURM job for a system profile."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config
+
+
+def submit(
+    job: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="After --: the job kind (train, hpo, scale-bench, check) and its arguments.",
+            show_default=False,
+        ),
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option("--system", "-s", help="System profile (mlpfctl systems).")
+    ] = None,
+    account: Annotated[str | None, typer.Option("--account", "-A", help="Account/project to charge.")] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", "-N", help="Number of nodes.")] = None,
+    time: Annotated[
+        str | None, typer.Option("--time", "-t", help="Wall time, e.g. 04:00:00 or 1-00:00:00.")
+    ] = None,
+    partition: Annotated[
+        str | None, typer.Option("--partition", "-p", help="Partition of the profile.")
+    ] = None,
+    gpus_per_node: Annotated[
+        int | None, typer.Option("--gpus-per-node", help="GPUs per node (0: CPU job).")
+    ] = None,
+    cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="CPUs per task.")] = None,
+    job_name: Annotated[str | None, typer.Option("--job-name", "-J", help="SLURM job name.")] = None,
+    launcher: Annotated[str | None, typer.Option("--launcher", help="srun, torchrun or auto.")] = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit `train`, `hpo`, `scale-bench` or `check` as a SLURM job:
+
+    mlpfctl submit --system lumi --account project_465000000 --nodes 2 -- train --steps 1000
+    """
+    from mlpfctl.console import log, out, print_json
+    from mlpfctl.errors import UsageError
+    from mlpfctl.systems import runner as runner_mod
+    from mlpfctl.systems import submit as service
+
+    if not job:
+        raise UsageError(
+            "no job given", "write: mlpfctl submit [OPTIONS] -- {train|hpo|scale-bench|check} [ARGS...]"
+        )
+    flags = {
+        "submit.system": ("--system", system),
+        "submit.account": ("--account", account),
+        "submit.nodes": ("--nodes", nodes),
+        "submit.time": ("--time", time),
+        "submit.partition": ("--partition", partition),
+        "submit.gpus_per_node": ("--gpus-per-node", gpus_per_node),
+        "submit.cpus_per_task": ("--cpus-per-task", cpus_per_task),
+        "submit.job_name": ("--job-name", job_name),
+        "submit.launcher": ("--launcher", launcher),
+    }
+    resolved = load_config(config, sets, flags)
+    runner = runner_mod.default_runner()
+    plan = service.plan(resolved.config, job[0], job[1:], runner)
+    request = plan.request
+    if dry_run:
+        for path in request.secret_files:
+            log(f"would write the storage password to {path} (mode 0600), never into the script")
+        if as_json:
+            print_json({"dry_run": True, "script_path": str(request.script_path), "script": plan.script})
+        else:
+            out.file.write(plan.script)
+            out.file.flush()
+        return
+    record = service.submit(plan, runner, service.registry_path(resolved.config))
+    if as_json:
+        print_json(record)
+    else:
+        log(
+            f"submitted {request.kind} job to {request.system} ({request.partition.name}); "
+            f"script {request.script_path}"
+        )
+        out.print(record["job_id"])

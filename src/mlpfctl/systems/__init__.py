@@ -1,0 +1,1 @@
+"""SLURM system profiles (data), job requests, rendering and submission."""

@@ -1,0 +1,91 @@
+"""What was submitted: the jobs registry plus live state from squeue/scontrol, cancel, logs.
+
+No ``sacct``: many clusters (and the local test cluster) run without accounting; ``scontrol
+show job`` knows finished jobs for ``MinJobAge`` seconds, older ones show as ``UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlpfctl.errors import RuntimeFailure, UsageError
+from mlpfctl.systems.runner import Runner
+
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+}
+_FIELD = re.compile(r"(\w+)=(\S*)")
+
+
+def read_records(registry: Path) -> list[dict[str, Any]]:
+    if not registry.exists():
+        return []
+    records = []
+    for line in registry.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash: skip it, keep the rest
+        if isinstance(record, dict) and "job_id" in record:
+            records.append(record)
+    return records
+
+
+def find_record(registry: Path, job_id: str) -> dict[str, Any] | None:
+    return next((r for r in reversed(read_records(registry)) if str(r["job_id"]) == job_id), None)
+
+
+def job_info(job_id: str, runner: Runner) -> dict[str, str]:
+    """``scontrol show job -o`` as a dict; empty when SLURM no longer knows the job."""
+    result = runner(["scontrol", "show", "job", "-o", job_id])
+    if result.returncode != 0:
+        return {}
+    return dict(_FIELD.findall(result.stdout))
+
+
+def status(records: list[dict[str, Any]], runner: Runner) -> Iterator[dict[str, Any]]:
+    for record in records:
+        info = job_info(str(record["job_id"]), runner)
+        yield {
+            **record,
+            "state": info.get("JobState", "UNKNOWN"),
+            "exit_code": info.get("ExitCode", ""),
+            "elapsed": info.get("RunTime", ""),
+            "reason": info.get("Reason", ""),
+            "restarts": int(info.get("Restarts", "0") or 0),
+        }
+
+
+def check_job_id(job_id: str) -> str:
+    if not re.fullmatch(r"\d+(_\d+)?", job_id):
+        raise UsageError(f"'{job_id}' is not a SLURM job id", "job ids are numbers: see `mlpfctl jobs`")
+    return job_id
+
+
+def cancel(job_id: str, runner: Runner) -> None:
+    result = runner(["scancel", check_job_id(job_id)])
+    if result.returncode != 0:
+        raise RuntimeFailure(f"scancel {job_id} failed: {result.stderr.strip()}", "see `mlpfctl jobs`")
+
+
+def log_path(job_id: str, registry: Path, runner: Runner) -> Path:
+    check_job_id(job_id)
+    info = job_info(job_id, runner)
+    if info.get("StdOut"):
+        return Path(info["StdOut"])
+    record = find_record(registry, job_id)
+    if record is None:
+        raise UsageError(f"job {job_id} is neither known to SLURM nor in {registry}", "see `mlpfctl jobs`")
+    return Path(record["run_dir"]) / f"slurm-{job_id}.out"

@@ -1,0 +1,300 @@
+"""Build a checked ``JobRequest`` from the ``[submit]`` settings and a system profile.
+
+Everything that could make SLURM reject the job, or make it fail hours later, is checked here,
+before anything is written or submitted: wall time over the partition limit, more GPUs or nodes
+than a partition has, a missing account, an unknown partition, SQLite shared across nodes.
+Each check raises ``UsageError`` (exit 2) naming the limit and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from mlpfctl.config.schema import SubmitSection
+from mlpfctl.errors import UsageError
+from mlpfctl.systems.profiles import Partition, SystemProfile
+from mlpfctl.systems.slurmtime import format_time, parse_time
+
+KINDS = ("train", "hpo", "scale-bench", "check")
+# what each kind runs (``python -m <module> <args...>``)
+ENTRY = {
+    "train": ("mlpfctl", ("train",)),
+    "hpo": ("mlpfctl", ("hpo", "worker")),
+    "scale-bench": ("mlpfctl", ("scale-bench",)),
+    "check": ("mlpfctl.systems.check_dist", ()),
+}
+JOURNAL_FILE = "optuna-journal.log"
+PGPASS_FILE = ".pgpass"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything the renderer needs; every string a user typed is still raw (render quotes it)."""
+
+    kind: str
+    system: str
+    job_name: str
+    run_dir: Path
+    partition: Partition
+    account: str | None
+    qos: str | None
+    nodes: int
+    time_s: int
+    gpus_per_node: int
+    tasks_per_node: int  # SLURM tasks per node (srun mode: one per GPU; torchrun: 1)
+    procs_per_node: int  # training processes per node
+    cpus_per_task: int
+    launcher: str
+    python: str
+    container: str | None
+    entry_module: str
+    command: tuple[str, ...]  # after ``python -m entry_module``
+    warning_s: int
+    max_requeues: int
+    cpu_bind: str
+    hpo_workers: int = 0
+    gpus_per_worker: int = 0
+    hpo_storage: str = ""  # never holds a password
+    hpo_study: str = ""
+    pgpass_file: Path | None = None
+    scale_points: tuple[int, ...] = ()
+    # written next to the script with mode 0600, never rendered or printed
+    secret_files: dict[Path, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def time(self) -> str:
+        return format_time(self.time_s)
+
+    @property
+    def script_path(self) -> Path:
+        return self.run_dir / "job.sh"
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+
+def current_python() -> str:
+    """The interpreter of the environment mlpfctl runs in (jobs run the same installation)."""
+    if sys.prefix != sys.base_prefix:
+        return str(Path(sys.prefix) / "bin" / "python")
+    return sys.executable or "python3"
+
+
+def _check_text(what: str, value: str) -> str:
+    # a newline in an #SBATCH value would end the comment and start a shell command
+    if _CONTROL.search(value):
+        raise UsageError(f"{what} {value!r} contains a control character", "use printable characters only")
+    return value
+
+
+def _limit_hint(profile: SystemProfile, part: Partition, need_s: int) -> str:
+    longer = [
+        f"{p.name} ({format_time(p.max_time_s)})"
+        for p in profile.partitions.values()
+        if p.max_time_s is None or p.max_time_s >= need_s
+    ]
+    hint = f"use --time {format_time(part.max_time_s)} or less (the job checkpoints and requeues itself)"
+    return hint + (f", or a partition with a longer limit: {', '.join(longer)}" if longer else "")
+
+
+def _split_option(args: list[str], name: str) -> tuple[list[str], str | None]:
+    """Remove ``--name VALUE`` / ``--name=VALUE`` from ``args``; return the rest and the value."""
+    rest: list[str] = []
+    value: str | None = None
+    it = iter(args)
+    for arg in it:
+        if arg == name:
+            value = next(it, None)
+            if value is None:
+                raise UsageError(f"{name} needs a value", f"write {name} VALUE")
+        elif arg.startswith(name + "="):
+            value = arg[len(name) + 1 :]
+        else:
+            rest.append(arg)
+    return rest, value
+
+
+def _pgpass_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def strip_password(url: str, pgpass: Path) -> tuple[str, dict[Path, str]]:
+    """The URL without its password, and the pgpass file that carries the password instead."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, {}
+    if not parts.scheme.startswith("postgres"):
+        raise UsageError(
+            f"the {parts.scheme} storage URL contains a password, which would end up in the job script",
+            "drop it from the URL and give it to the database client through its environment",
+        )
+    host = parts.hostname or "localhost"
+    netloc = f"{parts.username}@{host}" + (f":{parts.port}" if parts.port else "")
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    database = parts.path.lstrip("/") or "*"
+    line = ":".join(
+        _pgpass_escape(x)
+        for x in (host, str(parts.port or 5432), database, parts.username or "", parts.password)
+    )
+    return clean, {pgpass: line + "\n"}
+
+
+def build_request(
+    profile: SystemProfile,
+    settings: SubmitSection,
+    kind: str,
+    args: Sequence[str],
+    *,
+    out_dir: str,
+    run_name: str | None = None,
+    now: datetime | None = None,
+    python: str | None = None,
+) -> JobRequest:
+    if kind not in KINDS:
+        raise UsageError(
+            f"unknown job kind '{kind}'",
+            f"write: mlpfctl submit [OPTIONS] -- {{{'|'.join(KINDS)}}} [ARGS...]",
+        )
+    for arg in args:
+        _check_text("argument", arg)
+    part = profile.partition(settings.partition)
+    where = f"partition '{part.name}' on {profile.name}"
+
+    time_s = parse_time(settings.time)
+    assert time_s is not None  # parse_time raises for UNLIMITED without allow_unlimited
+    if part.max_time_s is not None and time_s > part.max_time_s:
+        raise UsageError(
+            f"--time {format_time(time_s)} exceeds the {format_time(part.max_time_s)} limit of {where}",
+            _limit_hint(profile, part, time_s),
+        )
+    if settings.warning_seconds >= time_s:
+        raise UsageError(
+            f"the checkpoint warning ({settings.warning_seconds} s before the end) does not fit in "
+            f"--time {format_time(time_s)}",
+            "ask for more time or lower submit.warning_seconds",
+        )
+    if part.max_nodes is not None and settings.nodes > part.max_nodes:
+        raise UsageError(
+            f"--nodes {settings.nodes} exceeds the {part.max_nodes}-node limit of {where}",
+            f"use --nodes {part.max_nodes} or less, or another partition "
+            f"(mlpfctl systems show {profile.name})",
+        )
+    gpus = part.gpus_per_node if settings.gpus_per_node is None else settings.gpus_per_node
+    if gpus > part.gpus_per_node:
+        raise UsageError(
+            f"{gpus} GPUs per node requested, but a node of {where} has {part.gpus_per_node}",
+            f"use --gpus-per-node {part.gpus_per_node} or less (more GPUs: more --nodes)",
+        )
+    account = settings.account
+    if profile.account_required and not account:
+        example = profile.account_example or "PROJECT"
+        raise UsageError(
+            f"system '{profile.name}' requires an account (project) to charge",
+            f"pass --account {example}, or set it once: MLPFCTL_SUBMIT__ACCOUNT={example} "
+            "or [submit] account in mlpfctl.toml",
+        )
+
+    launcher = profile.launcher if settings.launcher == "auto" else settings.launcher
+    procs = gpus if gpus > 0 else (settings.tasks_per_node or 1)
+    tasks_per_node = 1 if launcher == "torchrun" and kind in ("train", "check") else procs
+    if kind == "hpo":
+        tasks_per_node = procs
+    cpus = settings.cpus_per_task or max(1, part.cpus_per_node // tasks_per_node)
+    if cpus * tasks_per_node > part.cpus_per_node:
+        raise UsageError(
+            f"{tasks_per_node} tasks x {cpus} CPUs per node exceed the {part.cpus_per_node} CPUs of {where}",
+            f"use --cpus-per-task {max(1, part.cpus_per_node // tasks_per_node)} or less",
+        )
+
+    job_name = _check_text("job name", settings.job_name or f"mlpf-{kind}")
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(out_dir).expanduser().absolute() / _check_text(
+        "run name", run_name or f"{job_name}-{stamp}"
+    )
+    _check_text("run directory", str(run_dir))
+    module, prefix = ENTRY[kind]
+    rest = list(args)
+
+    hpo: dict[str, object] = {}
+    secrets: dict[Path, str] = {}
+    if kind == "hpo":
+        rest, storage = _split_option(rest, "--storage")
+        rest, study = _split_option(rest, "--study")
+        storage = (
+            storage or settings.hpo_storage or f"journal:///{(run_dir / JOURNAL_FILE).as_posix().lstrip('/')}"
+        )
+        if storage.startswith("sqlite") and settings.nodes > 1:
+            raise UsageError(
+                f"SQLite storage cannot be shared by the {settings.nodes} nodes of this job "
+                "(its file locks are not coherent across nodes on parallel file systems)",
+                "drop --storage to use a journal file in the run directory, or use postgresql://",
+            )
+        storage, secrets = strip_password(storage, run_dir / PGPASS_FILE)
+        total_gpus = gpus * settings.nodes
+        workers = settings.hpo_workers or (total_gpus if total_gpus else settings.nodes * procs)
+        per_worker = total_gpus // workers if total_gpus else 0
+        if total_gpus and (per_worker == 0 or total_gpus % workers):
+            raise UsageError(
+                f"{workers} HPO workers cannot share {total_gpus} GPUs evenly",
+                f"use a worker count that divides {total_gpus}",
+            )
+        hpo = {
+            "hpo_workers": workers,
+            "gpus_per_worker": per_worker,
+            "hpo_storage": _check_text("storage", storage),
+            "hpo_study": _check_text("study", study or settings.hpo_study),
+            "pgpass_file": run_dir / PGPASS_FILE if secrets else None,
+        }
+        rest = [*rest, "--storage", str(hpo["hpo_storage"]), "--study", str(hpo["hpo_study"])]
+    elif kind == "train":
+        rest = [*rest, "--run-dir", str(run_dir)]
+    points: tuple[int, ...] = ()
+    if kind == "scale-bench":
+        world = settings.nodes * procs
+        powers = tuple(p for p in (2**i for i in range(20)) if p < world)
+        points = tuple(settings.scale_points) or (*powers, world)
+        too_big = [p for p in points if p > world]
+        if too_big:
+            raise UsageError(
+                f"scale points {too_big} exceed the {world} processes of this job",
+                "ask for more --nodes or drop those points",
+            )
+
+    container = settings.container or profile.software.container
+    full_node = gpus == part.gpus_per_node and (part.exclusive or settings.nodes >= 1)
+    return JobRequest(
+        kind=kind,
+        system=profile.name,
+        job_name=job_name,
+        run_dir=run_dir,
+        partition=part,
+        account=_check_text("account", account) if account else None,
+        qos=settings.qos or part.qos,
+        nodes=settings.nodes,
+        time_s=time_s,
+        gpus_per_node=gpus,
+        tasks_per_node=tasks_per_node,
+        procs_per_node=procs,
+        cpus_per_task=cpus,
+        launcher=launcher,
+        python=_check_text(
+            "python", python or (f"{settings.venv}/bin/python" if settings.venv else current_python())
+        ),
+        container=_check_text("container", container) if container else None,
+        entry_module=module,
+        command=(*prefix, *rest),
+        warning_s=settings.warning_seconds,
+        max_requeues=settings.max_requeues,
+        cpu_bind=profile.cpu_bind if full_node and tasks_per_node == part.gpus_per_node else "",
+        scale_points=points,
+        secret_files=secrets,
+        **hpo,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,97 @@
+#!/bin/bash
+# mlpfctl scale-bench job on LUMI-G (CSC/EuroHPC): 4x AMD MI250X = 8 GCDs ('GPUs') per node, 56 usable cores
+# Rendered by `mlpfctl submit` from templates/slurm/scale-bench.sh.j2 and
+# templates/systems/lumi.toml: change those, not this file.
+#SBATCH --job-name=mlpf-scale-bench
+#SBATCH --partition=standard-g
+#SBATCH --account=project_465000000
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=8
+#SBATCH --cpus-per-task=7
+#SBATCH --gpus-per-node=8
+#SBATCH --mem=480G
+#SBATCH --exclusive
+#SBATCH --time=02:00:00
+#SBATCH --output=/scratch/mlpf/runs/lumi-scale-bench/slurm-%j.out
+#SBATCH --open-mode=append
+# warning signal to this script 300 s before the time limit: checkpoint, then requeue
+#SBATCH --signal=B:USR1@300
+set -uo pipefail
+
+# ---- software environment (from the system profile; nothing is downloaded on compute nodes)
+module use /appl/local/laifs/modules
+module load lumi-aif-singularity-bindings
+MLPFCTL_PY=/opt/mlpf/venv/bin/python
+RUNNER=(singularity exec /appl/local/laifs/containers/lumi-multitorch-latest.sif)
+RUN_DIR=/scratch/mlpf/runs/lumi-scale-bench
+cd "$RUN_DIR" || exit 1
+
+# ---- placement: since Slurm 22.05 srun does not inherit --cpus-per-task
+export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
+export OMP_NUM_THREADS=7
+export CXI_FORK_SAFE=1
+export CXI_FORK_SAFE_HP=1
+export FI_CXI_DISABLE_CQ_HUGETLB=1
+export FI_MR_CACHE_MONITOR=userfaultfd
+export FI_PROVIDER=cxi
+export HF_HUB_OFFLINE=1
+export HSA_FORCE_FINE_GRAIN_PCIE=1
+export NCCL_NET='AWS Libfabric'
+export NCCL_NET_GDR_LEVEL=PHB
+export NCCL_SOCKET_IFNAME=hsn0,hsn1,hsn2,hsn3
+export WANDB_MODE=offline
+# MIOpen keeps SQLite caches, whose locking breaks on Lustre: use node-local tmp instead
+export MIOPEN_USER_DB_PATH=/tmp/"miopen-${USER:-$(id -un)}-$SLURM_JOB_ID"
+export MIOPEN_CUSTOM_CACHE_DIR="$MIOPEN_USER_DB_PATH"
+srun --ntasks-per-node=1 --ntasks="$SLURM_NNODES" mkdir -p "$MIOPEN_USER_DB_PATH"
+
+# ---- rendezvous: the first node of the job, a port derived from the job id
+MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
+MASTER_PORT=$((29500 + SLURM_JOB_ID % 1000))
+export MASTER_ADDR MASTER_PORT
+
+# ---- job steps run in the background so that the warning signal reaches this script at once
+STEPS=()
+warned=0
+# shellcheck disable=SC2329 # invoked by the trap below
+on_warning() {
+    warned=1
+    echo "mlpfctl: time limit warning: asking the running job steps to checkpoint" >&2
+    local pid
+    for pid in "${STEPS[@]}"; do kill -s USR1 "$pid" 2>/dev/null || true; done
+}
+trap on_warning USR1
+start_step() {
+    "$@" &
+    STEPS+=("$!")
+}
+# wait for every step; the status is the last non-zero one
+wait_steps() {
+    local pid rc=0 status
+    for pid in "${STEPS[@]}"; do
+        while :; do
+            wait "$pid"
+            kill -0 "$pid" 2>/dev/null || break
+        done
+        wait "$pid"
+        status=$?
+        [ "$status" = 0 ] || rc=$status
+    done
+    STEPS=()
+    return "$rc"
+}
+finish() {
+    [ "$warned" = 0 ] || echo "mlpfctl: the job reached its time-limit warning; not requeued (scale-bench jobs are not resumable)" >&2
+    exit "$1"
+}
+
+# ---- one job step per world size, 8 processes per node, fewest nodes first
+for world in 1 2 4 8 16; do
+    nodes=$(((world + 8 - 1) / 8))
+    per_node=$((world < 8 ? world : 8))
+    echo "mlpfctl: scale point: $world processes on $nodes node(s)" >&2
+    start_step srun --kill-on-bad-exit=1 --exact --nodes="$nodes" --ntasks="$world" --ntasks-per-node="$per_node"  \
+        "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl scale-bench train --steps 50
+    wait_steps || finish $?
+done
+finish 0

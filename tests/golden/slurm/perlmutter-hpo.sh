@@ -1,0 +1,94 @@
+#!/bin/bash
+# mlpfctl hpo job on Perlmutter (NERSC): 4x NVIDIA A100 40/80 GB per node, EPYC 7763 (64 cores)
+# Rendered by `mlpfctl submit` from templates/slurm/hpo.sh.j2 and
+# templates/systems/perlmutter.toml: change those, not this file.
+#SBATCH --job-name=mlpf-hpo
+#SBATCH --qos=regular
+#SBATCH --constraint=gpu
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=4
+#SBATCH --cpus-per-task=32
+#SBATCH --gpus-per-node=4
+#SBATCH --time=02:00:00
+#SBATCH --output=/scratch/mlpf/runs/perlmutter-hpo/slurm-%j.out
+#SBATCH --open-mode=append
+# warning signal to this script 300 s before the time limit: checkpoint, then requeue
+#SBATCH --signal=B:USR1@300
+#SBATCH --requeue
+set -uo pipefail
+
+# ---- software environment (from the system profile; nothing is downloaded on compute nodes)
+module load pytorch
+MLPFCTL_PY=/opt/mlpf/venv/bin/python
+RUNNER=()
+RUN_DIR=/scratch/mlpf/runs/perlmutter-hpo
+cd "$RUN_DIR" || exit 1
+
+# ---- placement: since Slurm 22.05 srun does not inherit --cpus-per-task
+export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
+export OMP_NUM_THREADS=32
+export FI_MR_CACHE_MONITOR=userfaultfd
+export HDF5_USE_FILE_LOCKING=FALSE
+export NCCL_NET_GDR_LEVEL=PHB
+
+# ---- rendezvous: the first node of the job, a port derived from the job id
+MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
+MASTER_PORT=$((29500 + SLURM_JOB_ID % 1000))
+export MASTER_ADDR MASTER_PORT
+
+# ---- job steps run in the background so that the warning signal reaches this script at once
+STEPS=()
+warned=0
+# shellcheck disable=SC2329 # invoked by the trap below
+on_warning() {
+    warned=1
+    echo "mlpfctl: time limit warning: asking the running job steps to checkpoint" >&2
+    local pid
+    for pid in "${STEPS[@]}"; do kill -s USR1 "$pid" 2>/dev/null || true; done
+}
+trap on_warning USR1
+start_step() {
+    "$@" &
+    STEPS+=("$!")
+}
+# wait for every step; the status is the last non-zero one
+wait_steps() {
+    local pid rc=0 status
+    for pid in "${STEPS[@]}"; do
+        while :; do
+            wait "$pid"
+            kill -0 "$pid" 2>/dev/null || break
+        done
+        wait "$pid"
+        status=$?
+        [ "$status" = 0 ] || rc=$status
+    done
+    STEPS=()
+    return "$rc"
+}
+# exit 3: the program checkpointed on the signal; run again from the checkpoint
+finish() {
+    local rc=$1
+    if [ "$rc" = 3 ] || { [ "$warned" = 1 ] && [ "$rc" != 0 ]; } || [ "$warned" = 1 ]; then
+        if [ "${SLURM_RESTART_COUNT:-0}" -lt 10 ]; then
+            echo "mlpfctl: requeueing job $SLURM_JOB_ID (restart $((${SLURM_RESTART_COUNT:-0} + 1)) of 10)" >&2
+            scontrol requeue "$SLURM_JOB_ID"
+            exit 0
+        fi
+        echo "mlpfctl: job $SLURM_JOB_ID was requeued 10 times already; giving up" >&2
+    fi
+    exit "$rc"
+}
+
+# ---- driver: create the study once (journal storage shared by every worker)
+start_step srun --nodes=1 --ntasks=1 --exact "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo create --space space.toml --sampler tpe --scheduler asha --trials 64 --storage journal:///scratch/mlpf/runs/perlmutter-hpo/optuna-journal.log --study mlpf
+wait_steps || finish $?
+
+# ---- 8 workers, 1 GPU(s) each; trials of a worker that dies are retried by the others
+for worker in $(seq 0 7); do
+    start_step srun --nodes=1 --ntasks=1 --exact --cpus-per-task=32 --gpus=1 \
+        --output="$RUN_DIR/worker-$worker-%j.out" --gpu-bind=none \
+        "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo worker --space space.toml --sampler tpe --scheduler asha --trials 64 --storage journal:///scratch/mlpf/runs/perlmutter-hpo/optuna-journal.log --study mlpf
+done
+wait_steps
+finish $?

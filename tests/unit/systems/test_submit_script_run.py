@@ -1,0 +1,176 @@
+"""Run rendered scripts under bash with fake srun/scontrol (the SLURM process boundary).
+
+Checks what golden files cannot: hostile values stay data, the warning signal reaches the
+job step, a checkpointed step (exit 3) requeues the job, and a restarted job resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mlpfctl.config.schema import SubmitSection
+from mlpfctl.systems.profiles import SystemProfile, load_profile
+from mlpfctl.systems.render import render
+from mlpfctl.systems.request import build_request
+
+ENV = {"XDG_CONFIG_HOME": "/nonexistent-mlpfctl-test"}
+HOSTILE = "a b 'q' \"dq\" $(touch PWNED1) ; touch PWNED2 `touch PWNED3` %j #x"
+
+FAKE_SRUN = r"""#!/bin/bash
+printf '%s\0' "$@" > "$FAKE_DIR/srun.argv.$$"
+case "$FAKE_SRUN" in
+    ok) exit 0 ;;
+    checkpoint)
+        trap 'echo "$1" > "$FAKE_DIR/checkpointed"; exit 3' USR1 TERM
+        touch "$FAKE_DIR/started"
+        for _ in $(seq 300); do sleep 0.1; done
+        exit 0 ;;
+esac
+"""
+FAKE_SCONTROL = r"""#!/bin/bash
+if [ "$1 $2" = "show hostnames" ]; then echo node001; exit 0; fi
+echo "$*" >> "$FAKE_DIR/scontrol.log"
+"""
+
+
+def local_profile() -> SystemProfile:
+    # the shipped 'local' profile without discovery: one CPU-only partition
+    return load_profile("local", ENV)
+
+
+def write_script(
+    tmp_path: Path, profile: SystemProfile, settings: SubmitSection, kind: str, args: list[str]
+) -> Path:
+    request = build_request(
+        profile, settings, kind, args, out_dir=str(tmp_path / "runs"), python="/v/bin/python"
+    )
+    request.run_dir.mkdir(parents=True)
+    request.script_path.write_text(render(profile, request))
+    return request.script_path
+
+
+def fake_env(tmp_path: Path, mode: str, **extra: str) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "FAKE_DIR": str(tmp_path),
+        "FAKE_SRUN": mode,
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "node001",
+        "SLURM_CPUS_PER_TASK": "1",
+        "SLURM_NNODES": "1",
+        **extra,
+    }
+
+
+def srun_calls(tmp_path: Path) -> list[list[str]]:
+    calls = sorted(tmp_path.glob("srun.argv.*"), key=lambda p: p.stat().st_mtime_ns)
+    return [p.read_bytes().decode().split("\0")[:-1] for p in calls]
+
+
+def test_hostile_values_stay_data(tmp_path: Path) -> None:
+    settings = SubmitSection(job_name=HOSTILE, gpus_per_node=0, tasks_per_node=2)
+    script = write_script(tmp_path, local_profile(), settings, "train", ["--note", HOSTILE, "--x=$(id)"])
+    hostile_dir = script.parent
+    assert hostile_dir.name.startswith(HOSTILE)  # the run directory is named after the job
+    result = subprocess.run(
+        ["bash", str(script)],
+        env=fake_env(tmp_path, "ok"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.rglob("PWNED*")), "a value was executed as a command"
+    (argv,) = srun_calls(tmp_path)
+    assert argv[-6:] == ["train", "--note", HOSTILE, "--x=$(id)", "--run-dir", str(hostile_dir)]
+
+
+def test_warning_signal_checkpoints_and_requeues(tmp_path: Path) -> None:
+    script = write_script(tmp_path, local_profile(), SubmitSection(gpus_per_node=0), "train", [])
+    proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline, "the job step never started"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGUSR1)  # what --signal=B:USR1@300 does
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert (tmp_path / "checkpointed").exists()
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+
+
+def test_torchrun_steps_get_sigterm(tmp_path: Path) -> None:
+    # torchrun forwards SIGTERM (not SIGUSR1) to its workers
+    jureca = load_profile("jureca", ENV)
+    script = write_script(tmp_path, jureca, SubmitSection(system="jureca", account="a"), "train", [])
+    proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGUSR1)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert "requeue 4242" in (tmp_path / "scontrol.log").read_text()
+
+
+def test_a_restarted_job_resumes_from_the_run_dir(tmp_path: Path) -> None:
+    script = write_script(
+        tmp_path, local_profile(), SubmitSection(gpus_per_node=0), "train", ["--steps", "9"]
+    )
+    env = fake_env(tmp_path, "ok", SLURM_RESTART_COUNT="1")
+    assert subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, timeout=60).returncode == 0
+    (argv,) = srun_calls(tmp_path)
+    assert argv[-2:] == ["--resume", str(script.parent)]
+
+
+def test_requeues_stop_at_the_limit(tmp_path: Path) -> None:
+    settings = SubmitSection(gpus_per_node=0, max_requeues=2)
+    script = write_script(tmp_path, local_profile(), settings, "train", [])
+    env = fake_env(tmp_path, "checkpoint", SLURM_RESTART_COUNT="2")
+    proc = subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGUSR1)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 3
+    assert "giving up" in stderr
+    assert not (tmp_path / "scontrol.log").exists()
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_hpo_runs_the_driver_then_parallel_workers(tmp_path: Path, workers: int) -> None:
+    settings = SubmitSection(gpus_per_node=0, tasks_per_node=2, hpo_workers=workers, cpus_per_task=1)
+    script = write_script(tmp_path, local_profile(), settings, "hpo", ["--trials", "4"])
+    assert (
+        subprocess.run(
+            ["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path, timeout=60
+        ).returncode
+        == 0
+    )
+    calls = srun_calls(tmp_path)
+    assert len(calls) == 1 + workers
+    driver = [c for c in calls if "create" in c]
+    assert len(driver) == 1
+    journal = f"journal:///{(script.parent / 'optuna-journal.log').as_posix().lstrip('/')}"
+    for call in calls:
+        assert call[-4:] == ["--storage", journal, "--study", "mlpf"]
