@@ -55,12 +55,12 @@ def main() -> int:
 
     import numpy as np
     import torch
-    from mlpfctl.data.batching import BucketBatchSampler, FixedBatchSampler
-    from mlpfctl.data.collate import make_loader
-    from mlpfctl.data.dataset import open_dataset
 
     from mlpfctl.backends import select_backend
     from mlpfctl.config.schema import ModelSection
+    from mlpfctl.data.batching import BucketBatchSampler, FixedBatchSampler
+    from mlpfctl.data.collate import make_loader
+    from mlpfctl.data.dataset import open_dataset
     from mlpfctl.models.flops import train_flops
     from mlpfctl.models.loss import LossWeights, loss_sums, reduce_loss
     from mlpfctl.models.registry import build_model, count_parameters, spec_for

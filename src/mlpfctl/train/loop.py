@@ -186,16 +186,26 @@ class DataStreams:
     def _sampler(self, lengths: Any, *, shuffle: bool, drop_last: bool) -> Any:
         from mlpfctl.data.batching import BucketBatchSampler, FixedBatchSampler
 
-        common = {
-            "shuffle": shuffle,
-            "seed": self.cfg.run.seed,
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "drop_last": drop_last,
-        }
+        seed, rank, world = self.cfg.run.seed, self.rank, self.world_size
         if self.cfg.train.batch_events:
-            return FixedBatchSampler(lengths, self.cfg.train.batch_events, **common)
-        return BucketBatchSampler(lengths, self.cfg.data.max_elements_per_batch, **common)
+            return FixedBatchSampler(
+                lengths,
+                self.cfg.train.batch_events,
+                shuffle=shuffle,
+                seed=seed,
+                rank=rank,
+                world_size=world,
+                drop_last=drop_last,
+            )
+        return BucketBatchSampler(
+            lengths,
+            self.cfg.data.max_elements_per_batch,
+            shuffle=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world,
+            drop_last=drop_last,
+        )
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches of ``epoch``, trimmed to the count every rank has (DDP steps together)."""
