@@ -23,7 +23,10 @@ def _partition_names() -> str:
     from mlpfctl.systems.profiles import load_all
 
     names = {
-        p.sbatch_partition for profile in load_all({}) for p in profile.partitions.values() if p.sbatch_partition
+        p.sbatch_partition
+        for profile in load_all({})
+        for p in profile.partitions.values()
+        if p.sbatch_partition
     }
     return " ".join(sorted(names))
 
@@ -32,7 +35,9 @@ def _partition_names() -> str:
 def local_slurm() -> str:
     """Node state line of the running local cluster; skips when this machine cannot run one."""
     if os.geteuid() != 0:
-        pytest.skip("the local SLURM cluster needs root (slurmd runs as root): run the tests as root or in CI")
+        pytest.skip(
+            "the local SLURM cluster needs root (slurmd runs as root): run the tests as root or in CI"
+        )
     if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
         pytest.skip("no SLURM installed and no apt-get to install it (Debian/Ubuntu only)")
     env = {**os.environ, "MLPFCTL_SLURM_PARTITIONS": _partition_names()}

@@ -27,7 +27,7 @@ from tests.helpers import run_cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("local_slurm")]
 SYSTEMS = sorted(profile_files({}))
-HOSTILE = "it's a \"job\" $(touch PWNED); `touch PWNED2` %x #1"
+HOSTILE = 'it\'s a "job" $(touch PWNED); `touch PWNED2` %x #1'
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
 
 
@@ -135,10 +135,13 @@ def test_two_task_gloo_ddp_training_job(tmp_path: Path) -> None:
     if reason := _command_missing("train"):
         pytest.skip(reason)
     data = _dataset(tmp_path)
-    record = submit(tmp_path, "--time", "20", "--", "train", "--data", str(data), "--steps", "4", "--backend", "cpu")
+    record = submit(
+        tmp_path, "--time", "20", "--", "train", "--data", str(data), "--steps", "4", "--backend", "cpu"
+    )
     row = wait_done(tmp_path, record["job_id"], timeout=900)
     assert row["state"] == "COMPLETED", logs(tmp_path, record["job_id"])
-    assert list(Path(record["run_dir"]).glob("**/*.pt")) or list(Path(record["run_dir"]).glob("**/checkpoint*"))
+    run_dir = Path(record["run_dir"])
+    assert list(run_dir.glob("**/*.pt")) or list(run_dir.glob("**/checkpoint*"))
 
 
 @pytest.mark.slow
@@ -176,9 +179,16 @@ def test_hpo_two_workers_share_one_study(tmp_path: Path) -> None:
             pytest.skip(reason)
     record = submit(
         tmp_path,
-        "--time", "20",
-        "--set", "submit.hpo_workers=2",
-        "--", "hpo", "--objective", f"{__name__}:quadratic", "--trials", "6",
+        "--time",
+        "20",
+        "--set",
+        "submit.hpo_workers=2",
+        "--",
+        "hpo",
+        "--objective",
+        f"{__name__}:quadratic",
+        "--trials",
+        "6",
         PYTHONPATH=os.pathsep.join(sys.path),
     )
     row = wait_done(tmp_path, record["job_id"], timeout=900)
