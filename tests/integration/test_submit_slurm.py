@@ -120,24 +120,23 @@ def _command_missing(*words: str) -> str | None:
     return None if proc.returncode == 0 else f"`mlpfctl {' '.join(words)}` is not in this installation yet"
 
 
-def _dataset(tmp_path: Path) -> Path:
+def _submit_training(tmp_path: Path, minutes: int, steps: int) -> dict[str, Any]:
+    """A 2-task CPU (gloo) training job on a freshly generated 200-event dataset."""
+    if reason := _command_missing("train"):
+        pytest.skip(reason)
     try:
         from mlpfctl.data.generate import generate_dataset  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         pytest.skip("mlpfctl.data.generate is not in this installation yet")
-    out = tmp_path / "data"
-    generate_dataset(out, process="ee_ttbar", events=200, seed=1)
-    return out
+    data = tmp_path / "data"
+    generate_dataset(data, process="ee_ttbar", events=200, seed=1)
+    train = ["train", "--data", str(data), "--steps", str(steps), "--backend", "cpu"]
+    return submit(tmp_path, "--time", str(minutes), "--", *train)
 
 
 @pytest.mark.slow
 def test_two_task_gloo_ddp_training_job(tmp_path: Path) -> None:
-    if reason := _command_missing("train"):
-        pytest.skip(reason)
-    data = _dataset(tmp_path)
-    record = submit(
-        tmp_path, "--time", "20", "--", "train", "--data", str(data), "--steps", "4", "--backend", "cpu"
-    )
+    record = _submit_training(tmp_path, minutes=20, steps=4)
     row = wait_done(tmp_path, record["job_id"], timeout=900)
     assert row["state"] == "COMPLETED", logs(tmp_path, record["job_id"])
     run_dir = Path(record["run_dir"])
@@ -146,12 +145,7 @@ def test_two_task_gloo_ddp_training_job(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_warning_signal_checkpoints_requeues_and_finishes(tmp_path: Path) -> None:
-    if reason := _command_missing("train"):
-        pytest.skip(reason)
-    data = _dataset(tmp_path)
-    record = submit(
-        tmp_path, "--time", "30", "--", "train", "--data", str(data), "--steps", "400", "--backend", "cpu"
-    )
+    record = _submit_training(tmp_path, minutes=30, steps=400)
     job_id = record["job_id"]
     log = Path(record["run_dir"]) / f"slurm-{job_id}.out"
     deadline = time.monotonic() + 600
