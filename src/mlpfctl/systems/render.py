@@ -42,7 +42,9 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
     if request.container:
         runner = [*shlex.split(profile.software.container_exec), request.container]
     threads_per_proc = request.cpus_per_task
-    if request.tasks_per_node < request.procs_per_node:  # torchrun: several processes per task
+    if request.hpo is not None:  # one task runs the driver's local workers
+        threads_per_proc = max(1, request.cpus_per_task // request.hpo.workers_per_node)
+    elif request.tasks_per_node < request.procs_per_node:  # torchrun: several processes per task
         threads_per_proc = max(1, request.cpus_per_task // request.procs_per_node)
     return {
         "kind": request.kind,

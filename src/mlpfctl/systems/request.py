@@ -261,16 +261,6 @@ def build_request(
 
     launcher = profile.launcher if settings.launcher == "auto" else settings.launcher
     procs = gpus if gpus > 0 else (settings.tasks_per_node or 1)
-    tasks_per_node = 1 if launcher == "torchrun" and kind in ("train", "check") else procs
-    if kind == "hpo":
-        tasks_per_node = procs
-    cpus = settings.cpus_per_task or max(1, part.cpus_per_node // tasks_per_node)
-    if cpus * tasks_per_node > part.cpus_per_node:
-        raise UsageError(
-            f"{tasks_per_node} tasks x {cpus} CPUs per node exceed the {part.cpus_per_node} CPUs of {where}",
-            f"use --cpus-per-task {max(1, part.cpus_per_node // tasks_per_node)} or less",
-        )
-
     job_name = _check_text("job name", settings.job_name or f"mlpf-{kind}")
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out_dir).expanduser().absolute() / _check_text(
@@ -282,10 +272,25 @@ def build_request(
 
     hpo: HpoPlan | None = None
     secrets: dict[Path, str] = {}
+    # processes sharing one SLURM task: torchrun's ranks, or an HPO driver's local workers
+    per_task = 1
+    tasks_per_node = procs
     if kind == "hpo":
         hpo, secrets, rest = _hpo_plan(settings, rest, run_dir, gpus, procs)
         rest = ["--storage", hpo.storage, "--study", hpo.study]
-    elif kind == "train":
+        tasks_per_node, per_task = 1, hpo.workers_per_node
+    elif launcher == "torchrun" and kind in ("train", "check"):
+        tasks_per_node, per_task = 1, procs
+    # --cpus-per-task counts per process (per HPO worker); the job asks for it per SLURM task
+    per_proc = settings.cpus_per_task or max(1, part.cpus_per_node // (tasks_per_node * per_task))
+    cpus = per_proc * per_task
+    if cpus * tasks_per_node > part.cpus_per_node:
+        raise UsageError(
+            f"{tasks_per_node * per_task} processes x {per_proc} CPUs per node exceed the "
+            f"{part.cpus_per_node} CPUs of {where}",
+            f"use --cpus-per-task {max(1, part.cpus_per_node // (tasks_per_node * per_task))} or less",
+        )
+    if kind == "train":
         rest = [*rest, "--run-dir", str(run_dir)]
     points: tuple[int, ...] = ()
     if kind == "scale-bench":

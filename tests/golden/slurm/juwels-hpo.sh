@@ -6,8 +6,8 @@
 #SBATCH --partition=booster
 #SBATCH --account=myproject
 #SBATCH --nodes=2
-#SBATCH --ntasks-per-node=4
-#SBATCH --cpus-per-task=12
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=48
 #SBATCH --gres=gpu:4
 #SBATCH --exclusive
 #SBATCH --time=02:00:00
@@ -88,7 +88,7 @@ finish() {
 # node's 4 worker(s); a worker that dies has its trials retried by the others
 RESUME=()
 if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then RESUME=(--resume); fi
-start_step srun --nodes=1 --ntasks=1 --relative=0 --exact --cpus-per-task=$((SLURM_CPUS_PER_TASK * 4)) --gpus=4 \
+start_step srun --nodes=1 --ntasks=1 --relative=0 --exact --gpus=4 \
      "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo run --space space.toml --sampler tpe --scheduler asha --trials 64 --workers 4 --storage journal:///scratch/mlpf/runs/juwels-hpo/optuna-journal.log --study mlpf "${RESUME[@]}"
 
 # ---- the other nodes join once the study exists: 4 worker(s), 1 GPU(s) each
@@ -98,7 +98,7 @@ for _ in $(seq 300); do
     sleep 2
 done
 for worker in $(seq 4 7); do
-    start_step srun --nodes=1 --ntasks=1 --exact --gpus=1 \
+    start_step srun --nodes=1 --ntasks=1 --exact --cpus-per-task=12 --gpus=1 \
         --relative=$((worker / 4)) --output="$RUN_DIR/worker-$worker-%j.out"  \
         "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo worker --storage journal:///scratch/mlpf/runs/juwels-hpo/optuna-journal.log --study mlpf --worker-index "$worker"
 done

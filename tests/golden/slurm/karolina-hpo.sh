@@ -6,8 +6,8 @@
 #SBATCH --partition=qgpu
 #SBATCH --account=OPEN-35-8
 #SBATCH --nodes=2
-#SBATCH --ntasks-per-node=8
-#SBATCH --cpus-per-task=16
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=128
 #SBATCH --gpus-per-node=8
 #SBATCH --time=02:00:00
 #SBATCH --output=/scratch/mlpf/runs/karolina-hpo/slurm-%j.out
@@ -81,7 +81,7 @@ finish() {
 # node's 8 worker(s); a worker that dies has its trials retried by the others
 RESUME=()
 if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then RESUME=(--resume); fi
-start_step srun --nodes=1 --ntasks=1 --relative=0 --exact --cpus-per-task=$((SLURM_CPUS_PER_TASK * 8)) --gpus=8 \
+start_step srun --nodes=1 --ntasks=1 --relative=0 --exact --gpus=8 \
      "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo run --space space.toml --sampler tpe --scheduler asha --trials 64 --workers 8 --storage journal:///scratch/mlpf/runs/karolina-hpo/optuna-journal.log --study mlpf "${RESUME[@]}"
 
 # ---- the other nodes join once the study exists: 8 worker(s), 1 GPU(s) each
@@ -91,7 +91,7 @@ for _ in $(seq 300); do
     sleep 2
 done
 for worker in $(seq 8 15); do
-    start_step srun --nodes=1 --ntasks=1 --exact --gpus=1 \
+    start_step srun --nodes=1 --ntasks=1 --exact --cpus-per-task=16 --gpus=1 \
         --relative=$((worker / 8)) --output="$RUN_DIR/worker-$worker-%j.out"  \
         "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo worker --storage journal:///scratch/mlpf/runs/karolina-hpo/optuna-journal.log --study mlpf --worker-index "$worker"
 done

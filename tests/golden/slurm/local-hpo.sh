@@ -5,8 +5,8 @@
 #SBATCH --job-name=mlpf-hpo
 #SBATCH --partition=debug
 #SBATCH --nodes=2
-#SBATCH --ntasks-per-node=8
-#SBATCH --cpus-per-task=32
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=256
 #SBATCH --gpus-per-node=8
 #SBATCH --time=02:00:00
 #SBATCH --output=/scratch/mlpf/runs/local-hpo/slurm-%j.out
@@ -79,7 +79,7 @@ finish() {
 # node's 8 worker(s); a worker that dies has its trials retried by the others
 RESUME=()
 if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then RESUME=(--resume); fi
-start_step srun --nodes=1 --ntasks=1 --relative=0 --exact --cpus-per-task=$((SLURM_CPUS_PER_TASK * 8)) --gpus=8 \
+start_step srun --nodes=1 --ntasks=1 --relative=0 --exact --gpus=8 \
      "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo run --space space.toml --sampler tpe --scheduler asha --trials 64 --workers 8 --storage journal:///scratch/mlpf/runs/local-hpo/optuna-journal.log --study mlpf "${RESUME[@]}"
 
 # ---- the other nodes join once the study exists: 8 worker(s), 1 GPU(s) each
@@ -89,7 +89,7 @@ for _ in $(seq 300); do
     sleep 2
 done
 for worker in $(seq 8 15); do
-    start_step srun --nodes=1 --ntasks=1 --exact --gpus=1 \
+    start_step srun --nodes=1 --ntasks=1 --exact --cpus-per-task=32 --gpus=1 \
         --relative=$((worker / 8)) --output="$RUN_DIR/worker-$worker-%j.out"  \
         "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo worker --storage journal:///scratch/mlpf/runs/local-hpo/optuna-journal.log --study mlpf --worker-index "$worker"
 done

@@ -104,6 +104,8 @@ def test_hpo_defaults_one_worker_per_gpu_with_a_journal_in_the_run_dir() -> None
     hpo = request.hpo
     assert hpo is not None
     assert (hpo.workers, hpo.workers_per_node, hpo.gpus_per_worker) == (16, 8, 1)
+    # one SLURM task per node holds the node's workers: 8 workers x 7 cores
+    assert (request.tasks_per_node, request.cpus_per_task) == (1, 56)
     assert hpo.storage == "journal:///scratch/runs/r/optuna-journal.log"
     # the first node's driver creates the study and runs 8 local workers; the rest join it
     assert hpo.driver_command == (
