@@ -183,7 +183,9 @@ def test_hpo_two_workers_share_one_study(tmp_path: Path) -> None:
         PYTHONPATH=os.pathsep.join(sys.path),
     )
     row = wait_done(tmp_path, record["job_id"], timeout=900)
-    assert row["state"] == "COMPLETED", logs(tmp_path, record["job_id"])
+    text = logs(tmp_path, record["job_id"])
+    assert row["state"] == "COMPLETED", text
+    assert "worker 0" in text and "worker 1" in text, text
     journal = Path(record["run_dir"]) / "optuna-journal.log"
 
     import optuna
