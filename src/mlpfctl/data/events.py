@@ -68,3 +68,92 @@ class Event:
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
+
+
+# Per-element feature columns of the reference Key4hep post-processing (mlpf-reference.md §2).
+# Tracks carry 16 columns on disk and are zero-padded to the 17 cluster columns in memory.
+TRACK_FEATURES: tuple[str, ...] = (
+    "elemtype",
+    "pt",
+    "eta",
+    "sin_phi",
+    "cos_phi",
+    "p",
+    "chi2",
+    "ndf",
+    "dEdx",
+    "dEdxError",
+    "radiusOfInnermostHit",
+    "tanLambda",
+    "D0",
+    "omega",
+    "Z0",
+    "time",
+)
+CLUSTER_FEATURES: tuple[str, ...] = (
+    "elemtype",
+    "et",
+    "eta",
+    "sin_phi",
+    "cos_phi",
+    "energy",
+    "position.x",
+    "position.y",
+    "position.z",
+    "iTheta",
+    "energy_ecal",
+    "energy_hcal",
+    "energy_other",
+    "num_hits",
+    "sigma_x",
+    "sigma_y",
+    "sigma_z",
+)
+# One name per shared column: "track|cluster" where the two element types differ.
+CLIC_FEATURE_NAMES: tuple[str, ...] = tuple(
+    c if t == c else f"{t}|{c}" for t, c in zip((*TRACK_FEATURES, "-"), CLUSTER_FEATURES, strict=True)
+)
+
+# The CERN openlab Delphes dataset (zenodo 4559324): 12 features, element types reversed w.r.t. CLIC.
+DELPHES_ELEMENT_TYPES: dict[int, str] = {1: "tower", 2: "track"}
+DELPHES_NUM_FEATURES = 12
+DELPHES_FEATURE_NAMES: tuple[str, ...] = (
+    "elemtype",
+    "pt|Et",
+    "eta",
+    "sin_phi",
+    "cos_phi",
+    "p|E",
+    "eta_outer|Eem",
+    "sin_phi_outer|Ehad",
+    "cos_phi_outer",
+    "charge",
+    "is_gen_muon",
+    "is_gen_electron",
+)
+DELPHES_CLASS_PDGIDS: tuple[int, ...] = (0, 211, 130, 1, 2, 22, 11, 13)
+DELPHES_CLASS_NAMES: tuple[str, ...] = ("none", "ch.had", "n.had", "hfem", "hfhad", "gamma", "e", "mu")
+NUM_TARGET_COLUMNS = len(YTARGET_COLUMNS)
+
+
+def key4hep_schema(detector: str = "clic") -> DatasetSchema:
+    """The schema of CLIC/CLD Key4hep data (ours or the reference post-processing's)."""
+    return DatasetSchema(
+        name=detector,
+        num_features=CLIC_NUM_FEATURES,
+        feature_names=CLIC_FEATURE_NAMES,
+        element_types=dict(CLIC_ELEMENT_TYPES),
+        class_pdgids=CLIC_CLASS_PDGIDS,
+        class_names=CLIC_CLASS_NAMES,
+    )
+
+
+def delphes_schema() -> DatasetSchema:
+    return DatasetSchema(
+        name="delphes",
+        num_features=DELPHES_NUM_FEATURES,
+        feature_names=DELPHES_FEATURE_NAMES,
+        element_types=dict(DELPHES_ELEMENT_TYPES),
+        class_pdgids=DELPHES_CLASS_PDGIDS,
+        class_names=DELPHES_CLASS_NAMES,
+    )
