@@ -241,3 +241,14 @@ def test_cli_systems(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["systems", "show", "lumi", "--script", "hpo"]) == 0
     assert "hpo worker" in capsys.readouterr().out
     assert run(["systems", "show", "lumy"]) == 2
+
+
+def test_local_profile_without_slurm_falls_back_to_its_partitions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_slurm(argv: Sequence[str]) -> Result:
+        raise RuntimeFailure(f"'{argv[0]}' is not installed here", "run this on a SLURM login node")
+
+    plan = service.plan(config(tmp_path), "check", [], no_slurm)
+    assert plan.request.partition.name == "debug"
+    assert "'sinfo' is not installed here" in capsys.readouterr().err
