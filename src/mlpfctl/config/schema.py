@@ -45,6 +45,12 @@ class DataSection:
     cache_mb: int = setting(
         1024, "Decoded shards kept in memory per process (MiB); DataLoader workers each have their own.", ge=1
     )
+    max_train_events: int | None = setting(
+        None,
+        "Train on only the first N events of the training split (nested subsets for scaling-law "
+        "studies; the validation and test splits stay the same). None = all.",
+        ge=1,
+    )
 
 
 # Keep in sync with mlpfctl.data.sim.pythia_source.PROCESSES (a test checks it); listed here so
