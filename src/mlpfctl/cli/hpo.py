@@ -181,7 +181,12 @@ def worker(
         print_json(result.__dict__)
 
 
-@app.command("status")
+# status and report accept (and ignore) a job's study options, like worker: a SLURM job polls
+# 'hpo status <the run arguments>' until the driver has created the study.
+_LENIENT = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command("status", context_settings=_LENIENT)
 def status(
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -198,7 +203,7 @@ def status(
     _show(_storage(cfg, None).url, cfg.hpo.study, None, as_json, top)
 
 
-@app.command("report")
+@app.command("report", context_settings=_LENIENT)
 def report(
     config: ConfigOpt = None,
     sets: SetOpt = None,
