@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from mlpfctl.console import log, warn
-from mlpfctl.errors import MlpfctlError, UsageError
+from mlpfctl.errors import MlpfctlError, RuntimeFailure, UsageError
 from mlpfctl.hpo.asha import (
     ATTR_BUDGET,
     ATTR_CHECKPOINT,
@@ -171,6 +171,19 @@ class Worker:
         """Atomically move the first claimable WAITING trial to RUNNING; its id, or None."""
         import optuna
 
+        for _ in range(10):
+            try:
+                return self._claim_once()
+            except optuna.exceptions.StorageInternalError as exc:
+                # A storage hiccup (lock timeout, dropped connection): the claim did not happen.
+                # Re-read and retry rather than mistake it for "no work left".
+                warn(f"claim failed ({exc}); retrying")
+                time.sleep(self.settings.poll_interval)
+        raise RuntimeFailure("the study storage kept failing", "check the storage (server, file system)")
+
+    def _claim_once(self) -> int | None:
+        import optuna
+
         s = self.settings
         trials = self.study.get_trials(deepcopy=False)
         order = claim_order(
@@ -188,9 +201,6 @@ class Worker:
                     return trial_id
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
-            except optuna.exceptions.StorageInternalError:
-                # SQLite: a racing writer held the lock; the claim did not happen. Re-read and retry.
-                return None
         return None
 
     # --- one job --------------------------------------------------------------------------------
