@@ -146,6 +146,13 @@ def scaling_law(
     from mlpfctl.console import err, print_json
 
     sizes = _ints(train_events, "--train-events")
+    if len(sizes) < 4:
+        from mlpfctl.errors import UsageError
+
+        raise UsageError(
+            f"--train-events {train_events!r}: a fit of L(D) = a*D^-b + c needs at least 4 distinct sizes",
+            "example: --train-events 250,500,1000,2000",
+        )
     extra = _ints(extrapolate, "--extrapolate") if extrapolate else []
     resolved = load_config(
         config,
