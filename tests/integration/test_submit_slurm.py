@@ -130,7 +130,7 @@ def _submit_training(tmp_path: Path, minutes: int, steps: int) -> dict[str, Any]
         pytest.skip("mlpfctl.data.generate is not in this installation yet")
     data = tmp_path / "data"
     generate_dataset(data, process="ee_ttbar", events=200, seed=1)
-    train = ["train", "--data", str(data), "--steps", str(steps), "--backend", "cpu"]
+    train = ["train", "--data", str(data), "--steps", str(steps), "--backend", "cpu", "--preset", "tiny"]
     return submit(tmp_path, "--time", str(minutes), "--", *train)
 
 
@@ -145,11 +145,11 @@ def test_two_task_gloo_ddp_training_job(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_warning_signal_checkpoints_requeues_and_finishes(tmp_path: Path) -> None:
-    record = _submit_training(tmp_path, minutes=30, steps=400)
+    record = _submit_training(tmp_path, minutes=30, steps=300)
     job_id = record["job_id"]
-    log = Path(record["run_dir"]) / f"slurm-{job_id}.out"
+    metrics = Path(record["run_dir"]) / "metrics.jsonl"
     deadline = time.monotonic() + 600
-    while not (log.exists() and "step" in log.read_text()):  # training is under way
+    while not (metrics.exists() and '"step"' in metrics.read_text()):  # training is under way
         assert time.monotonic() < deadline, "training never started"
         time.sleep(1)
     # exactly what --signal=B:USR1@N does at the warning time, without waiting for it
@@ -158,6 +158,8 @@ def test_warning_signal_checkpoints_requeues_and_finishes(tmp_path: Path) -> Non
     text = logs(tmp_path, job_id)
     assert row["state"] == "COMPLETED", text
     assert row["restarts"] >= 1 and "requeueing job" in text, text
+    steps = [json.loads(line).get("step", 0) for line in metrics.read_text().splitlines() if line.strip()]
+    assert max(steps) == 300  # the requeued run resumed and finished
 
 
 def quadratic(ctx: Any) -> float:
