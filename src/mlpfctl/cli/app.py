@@ -16,6 +16,9 @@ from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
 from mlpfctl.cli import config_cmd, data, devices, jobs, scale_bench, submit, systems
+from mlpfctl.cli import evaluate as evaluate_cmd
+from mlpfctl.cli import export as export_cmd
+from mlpfctl.cli import train as train_cmd
 from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
 
 app = typer.Typer(
@@ -50,6 +53,9 @@ app.add_typer(data.app, name="data")
 app.command("submit")(submit.submit)
 app.add_typer(systems.app, name="systems")
 jobs.register(app)
+app.command("train")(train_cmd.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("export")(export_cmd.export)
 
 
 def _print_error(message: str, hint: str | None) -> None:

@@ -45,6 +45,12 @@ class DataSection:
     cache_mb: int = setting(
         1024, "Decoded shards kept in memory per process (MiB); DataLoader workers each have their own.", ge=1
     )
+    max_train_events: int | None = setting(
+        None,
+        "Train on only the first N events of the training split (nested subsets for scaling-law "
+        "studies; the validation and test splits stay the same). None = all.",
+        ge=1,
+    )
 
 
 # Keep in sync with mlpfctl.data.sim.pythia_source.PROCESSES (a test checks it); listed here so
@@ -116,10 +122,131 @@ class SubmitSection:
 
 
 @dataclass
+class ModelSection:
+    """The MLPF network. ``None`` means "take the value from the preset"."""
+
+    type: str = setting(
+        "attention", "Model type: attention (MLPF transformer) or gnnlsh.", choices=["attention", "gnnlsh"]
+    )
+    preset: str = setting(
+        "clic",
+        "Hyperparameter preset: clic (the reference CLIC defaults: attention 3 layers x 16 heads x 16, "
+        "width 256, ELU; gnnlsh width 128, 2 layers, bins of 100) or tiny (tests, smoke runs).",
+        choices=["clic", "tiny"],
+    )
+    num_layers: int | None = setting(
+        None, "Backbone layers (attention blocks or GNN-LSH layers).", ge=1, le=64
+    )
+    num_heads: int | None = setting(None, "Attention heads per layer (attention model).", ge=1, le=128)
+    head_dim: int | None = setting(
+        None, "Dimension per attention head; model width = heads x head_dim.", ge=1, le=512
+    )
+    width: int | None = setting(
+        None,
+        "Hidden width of the encoder, readout and head FFNs (and the GNN-LSH model width).",
+        ge=1,
+        le=8192,
+    )
+    activation: str | None = setting(
+        None,
+        "Activation: elu, relu, relu6, leakyrelu, gelu or silu.",
+        choices=["elu", "relu", "relu6", "leakyrelu", "gelu", "silu"],
+    )
+    dropout: float | None = setting(None, "Dropout probability in FFNs and attention.", ge=0.0, lt=1.0)
+    input_encoding: str = setting(
+        "split",
+        "Input encoding: split (one FFN slice per element type, the reference default) or joint.",
+        choices=["split", "joint"],
+    )
+    bin_size: int | None = setting(None, "GNN-LSH: elements per LSH bin.", ge=2, le=4096)
+    distance_dim: int | None = setting(
+        None, "GNN-LSH: dimension of the learned distance embedding.", ge=2, le=1024
+    )
+    attention_mask: bool = setting(
+        True,
+        "Pass the key padding mask to scaled_dot_product_attention (false = the reference behaviour: "
+        "padded keys enter the softmax).",
+    )
+
+
+@dataclass
+class TrainSection:
+    """The training loop, optimiser, schedule, loss weights and checkpoints."""
+
+    steps: int = setting(1000, "Optimizer steps to train for (where training stops).", ge=1)
+    schedule_steps: int | None = setting(
+        None,
+        "LR-schedule horizon in steps (None = steps); lets a run stop early and resume on the same schedule.",
+        ge=1,
+    )
+    val_every: int = setting(100, "Validate every N steps (and at the last step).", ge=1)
+    val_max_events: int | None = setting(
+        None, "Validate on at most this many events (None = whole split).", ge=1
+    )
+    log_every: int = setting(10, "Write a training-loss record to metrics.jsonl every N steps.", ge=1)
+    checkpoint_every: int = setting(100, "Write a checkpoint every N steps (and at the end).", ge=1)
+    keep_checkpoints: int = setting(3, "Keep the newest K checkpoints.", ge=1)
+    batch_events: int | None = setting(
+        None,
+        "Events per rank per step with pad-to-the-longest batches (None = length-bucketed batches of at "
+        "most data.max_elements_per_batch padded elements).",
+        ge=1,
+    )
+    shuffle: bool = setting(
+        True, "Shuffle the training events every epoch (off only for reproducibility checks)."
+    )
+    optimizer: str = setting("adamw", "Optimizer: adamw, lamb or sgd.", choices=["adamw", "lamb", "sgd"])
+    lr: float = setting(
+        5e-4, "Peak learning rate at the reference batch (before LR scaling).", gt=0.0, le=10.0
+    )
+    weight_decay: float = setting(0.01, "Decoupled weight decay (AdamW, LAMB) or L2 (SGD).", ge=0.0, le=1.0)
+    momentum: float = setting(0.9, "SGD momentum.", ge=0.0, lt=1.0)
+    schedule: str = setting(
+        "cosine",
+        "LR schedule: cosine (decays to min_lr_ratio x lr), onecycle (pct_start 0.3) or constant.",
+        choices=["cosine", "onecycle", "constant"],
+    )
+    warmup_steps: int = setting(0, "Linear warm-up steps (cosine and constant schedules).", ge=0)
+    min_lr_ratio: float = setting(
+        0.1, "Cosine: final LR as a fraction of the peak (reference: 0.1).", ge=0.0, le=1.0
+    )
+    grad_clip: float = setting(1.0, "Clip the global gradient norm to this value (0 = off).", ge=0.0)
+    lr_scaling: str = setting(
+        "none",
+        "Scale the LR with the global batch: none, linear or sqrt of (global batch / reference batch).",
+        choices=["none", "linear", "sqrt"],
+    )
+    reference_batch: int | None = setting(
+        None,
+        "Reference batch for lr_scaling, in the per-rank batch unit (events with batch_events, else "
+        "padded elements); None = one rank's batch, so the factor is the number of ranks.",
+        ge=1,
+    )
+    amp: bool = setting(True, "Mixed precision in the backend's autocast dtype (CPU runs fp32).")
+    loss_binary_weight: float = setting(10.0, "Weight of the particle/no-particle cross entropy.", ge=0.0)
+    loss_cls_weight: float = setting(1.0, "Weight of the particle-class focal loss.", ge=0.0)
+    focal_gamma: float = setting(2.0, "Focal-loss gamma of the class term (0 = cross entropy).", ge=0.0)
+    loss_reg_weights: list[float] = setting(  # noqa: RUF009 (setting() builds a default_factory)
+        [1.0, 0.01, 0.01, 0.01, 1.0],
+        "Regression weights for log(pt ratio), eta, sin_phi, cos_phi, log(E ratio).",
+        ge=0.0,
+    )
+    sqrt_pt_weighting: bool = setting(
+        True, "Weight the pt and energy terms by sqrt(target pt) (reference #383)."
+    )
+    explode_factor: float = setting(
+        1000.0, "Stop as diverged when the loss exceeds this factor times its early median.", gt=1.0
+    )
+    progress: bool = setting(True, "Show a progress bar on stderr (rank 0).")
+
+
+@dataclass
 class Config:
     """The whole configuration. Each command reads the sections it needs."""
 
     run: RunSection = field(default_factory=RunSection)
     data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    train: TrainSection = field(default_factory=TrainSection)
     generate: GenerateSection = field(default_factory=GenerateSection)
     submit: SubmitSection = field(default_factory=SubmitSection)

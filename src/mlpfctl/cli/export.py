@@ -1,0 +1,43 @@
+"""``mlpfctl export RUN``: ONNX export with a numerical check against PyTorch on real events.
+
+mlpfctl export runs/train-20260101-120000 --out model.onnx
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlpfctl.cli.common import JsonOpt
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory written by 'mlpfctl train'.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="ONNX file (default: RUN/model.onnx).")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="A checkpoint file (default: the newest valid one).")
+    ] = None,
+    events: Annotated[int, typer.Option("--events", min=1, help="Test events for the numerical check.")] = 64,
+    atol: Annotated[float, typer.Option("--atol", min=0.0, help="Largest allowed |ONNX - PyTorch|.")] = 1e-3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export the model to ONNX (dynamic batch and element axes) and check it with ONNX Runtime."""
+    from mlpfctl.console import err, out, print_json
+    from mlpfctl.train.export import export_run
+    from mlpfctl.train.runs import load_run
+
+    loaded = load_run(run, checkpoint)
+    result = export_run(loaded, out_path or run / "model.onnx", events=events, atol=atol)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    worst = max(result.max_abs_diff.values())
+    err.print(
+        f"checked {result.checked_batches} batches ({len(result.element_counts)} element counts, "
+        f"{min(result.element_counts)}-{max(result.element_counts)}): max |diff| {worst:.2e} <= {atol:g}"
+    )
+    out.print(str(result.path))

@@ -1,0 +1,46 @@
+"""``mlpfctl train/evaluate/export``: planning and user errors (no training here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.helpers import assert_user_error, run_cli
+
+
+def test_dry_run_prints_the_resolved_plan(tmp_path: Path) -> None:
+    proc = run_cli(
+        "train",
+        "--data",
+        str(tmp_path),
+        "--steps",
+        "7",
+        "--nproc",
+        "2",
+        "--preset",
+        "tiny",
+        "--set",
+        "train.lr_scaling=sqrt",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--dry-run",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["nproc"] == 2 and plan["train"]["steps"] == 7 and plan["train"]["lr_scaling"] == "sqrt"
+    assert plan["model"]["preset"] == "tiny" and plan["run_dir"] == str(tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_values_are_user_errors(tmp_path: Path) -> None:
+    assert_user_error(run_cli("train", "--set", "train.optimizer=adam", "--dry-run"), "train.optimizer")
+    assert_user_error(run_cli("train", "--set", "train.lr=-1", "--dry-run"), "train.lr")
+    assert_user_error(run_cli("train", "--data", str(tmp_path / "missing")), "does not exist")
+    assert_user_error(run_cli("train", "--resume", str(tmp_path / "nope")), "--resume")
+
+
+def test_evaluate_and_export_need_a_run(tmp_path: Path) -> None:
+    assert_user_error(run_cli("evaluate", str(tmp_path / "none")), "does not exist")
+    (tmp_path / "run").mkdir()
+    assert_user_error(run_cli("export", str(tmp_path / "run")), "config.toml")
