@@ -146,6 +146,13 @@ def scaling_law(
     from mlpfctl.console import err, print_json
 
     sizes = _ints(train_events, "--train-events")
+    if len(sizes) < 4:
+        from mlpfctl.errors import UsageError
+
+        raise UsageError(
+            f"--train-events {train_events!r}: a fit of L(D) = a*D^-b + c needs at least 4 distinct sizes",
+            "example: --train-events 250,500,1000,2000",
+        )
     extra = _ints(extrapolate, "--extrapolate") if extrapolate else []
     resolved = load_config(
         config,
@@ -177,6 +184,60 @@ def scaling_law(
     err.print(
         f"fit: L(D) = {fit.a:.4g} * D^-{fit.b:.3f} (+-{fit.b_err:.3f}) + {fit.c:.4f} (+-{fit.c_err:.4f})"
     )
+    _show(out_dir, as_json)
+
+
+@app.command("hpo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def hpo_scaling(
+    ctx: typer.Context,
+    workers: Annotated[str, typer.Option("--workers", help="Comma-separated worker counts.")] = "1,2",
+    target: Annotated[
+        float | None,
+        typer.Option(
+            "--target",
+            help="Loss to reach (default: the worst final best of all points).",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: OutOpt = Path("scale-bench"),
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Wall-clock of one HPO campaign against the worker count; options after -- go to 'mlpfctl hpo run'.
+
+    Example: mlpfctl scale-bench hpo --workers 1,2 -- --space mlpf-small --scheduler asha --trials 16
+    """
+    from mlpfctl.bench.hpo_scaling import HpoPoint, add_time_to_target, campaign_metrics, run_campaign
+    from mlpfctl.bench.records import BenchRecord
+    from mlpfctl.console import err, print_json
+    from mlpfctl.errors import UsageError
+
+    counts = _ints(workers, "--workers")
+    run_args = tuple(ctx.args)
+    banned = {"--workers", "--study", "--storage", "--resume"} & set(run_args)
+    if banned:
+        raise UsageError(
+            f"{', '.join(sorted(banned))} cannot be passed to the campaigns",
+            "scale-bench hpo sets the worker count, study and storage of each point itself",
+        )
+    points = [HpoPoint(n, out_dir, run_args) for n in counts]
+    if dry_run:
+        plan = {"workers": counts, "target": target, "out": str(out_dir), "hpo_run_args": list(run_args)}
+        print_json(plan) if as_json else err.print(plan)
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for point in points:
+        err.print(f"scale-bench hpo: campaign with {point.workers} worker(s)")
+        rows.append(campaign_metrics(point, run_campaign(point)))
+    reached = add_time_to_target(rows, target)
+    for row in rows:
+        BenchRecord(
+            kind="hpo",
+            point={"workers": row["workers"]},
+            metrics=row,
+            settings={"hpo_run_args": list(run_args), "target": reached},
+        ).write(out_dir)
     _show(out_dir, as_json)
 
 
