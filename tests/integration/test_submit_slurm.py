@@ -120,17 +120,23 @@ def _command_missing(*words: str) -> str | None:
     return None if proc.returncode == 0 else f"`mlpfctl {' '.join(words)}` is not in this installation yet"
 
 
-def _submit_training(tmp_path: Path, minutes: int, steps: int) -> dict[str, Any]:
-    """A 2-task CPU (gloo) training job on a freshly generated 200-event dataset."""
-    if reason := _command_missing("train"):
-        pytest.skip(reason)
+def _generated(tmp_path: Path) -> Path:
+    """A 200-event dataset (Pythia8 + detector simulation, a few seconds)."""
     try:
         from mlpfctl.data.generate import generate_dataset  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         pytest.skip("mlpfctl.data.generate is not in this installation yet")
     data = tmp_path / "data"
     generate_dataset(data, process="ee_ttbar", events=200, seed=1)
-    train = ["train", "--data", str(data), "--steps", str(steps), "--backend", "cpu"]
+    return data
+
+
+def _submit_training(tmp_path: Path, minutes: int, steps: int) -> dict[str, Any]:
+    """A 2-task CPU (gloo) training job on a freshly generated 200-event dataset."""
+    if reason := _command_missing("train"):
+        pytest.skip(reason)
+    data = _generated(tmp_path)
+    train = ["train", "--data", str(data), "--steps", str(steps), "--backend", "cpu", "--preset", "tiny"]
     return submit(tmp_path, "--time", str(minutes), "--", *train)
 
 
@@ -145,11 +151,11 @@ def test_two_task_gloo_ddp_training_job(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_warning_signal_checkpoints_requeues_and_finishes(tmp_path: Path) -> None:
-    record = _submit_training(tmp_path, minutes=30, steps=400)
+    record = _submit_training(tmp_path, minutes=30, steps=300)
     job_id = record["job_id"]
-    log = Path(record["run_dir"]) / f"slurm-{job_id}.out"
+    metrics = Path(record["run_dir"]) / "metrics.jsonl"
     deadline = time.monotonic() + 600
-    while not (log.exists() and "step" in log.read_text()):  # training is under way
+    while not (metrics.exists() and '"step"' in metrics.read_text()):  # training is under way
         assert time.monotonic() < deadline, "training never started"
         time.sleep(1)
     # exactly what --signal=B:USR1@N does at the warning time, without waiting for it
@@ -158,6 +164,26 @@ def test_warning_signal_checkpoints_requeues_and_finishes(tmp_path: Path) -> Non
     text = logs(tmp_path, job_id)
     assert row["state"] == "COMPLETED", text
     assert row["restarts"] >= 1 and "requeueing job" in text, text
+    steps = [json.loads(line).get("step", 0) for line in metrics.read_text().splitlines() if line.strip()]
+    assert max(steps) == 300  # the requeued run resumed and finished
+
+
+@pytest.mark.slow
+def test_scale_bench_job_measures_every_world_size(tmp_path: Path) -> None:
+    if reason := _command_missing("scale-bench", "train"):
+        pytest.skip(reason)
+    data = _generated(tmp_path)
+    out = tmp_path / "scale"
+    bench = ["scale-bench", "train", "--data", str(data), "--steps", "2", "--warmup", "1", "--backend", "cpu"]
+    record = submit(tmp_path, "--time", "20", "--", *bench, "--out", str(out), "--set", "model.preset=tiny")
+    row = wait_done(tmp_path, record["job_id"], timeout=900)
+    text = logs(tmp_path, record["job_id"])
+    assert row["state"] == "COMPLETED", text
+    assert "scale point: 1 processes" in text and "scale point: 2 processes" in text
+    assert sorted(p.name for p in out.glob("*world_size*.json")) == [
+        "train-strong-world_size1.json",
+        "train-strong-world_size2.json",
+    ]
 
 
 def quadratic(ctx: Any) -> float:

@@ -109,3 +109,57 @@ def test_bad_inputs(ttbar_dir: Path, tmp_path: Path) -> None:
         "at least 4 distinct sizes",
     )
     assert_user_error(run_cli("scale-bench", "report", str(tmp_path / "nothing")), "not a directory")
+
+
+@pytest.mark.slow
+def test_hpo_scaling_1_and_2_workers(tmp_path: Path) -> None:
+    fake = Path(__file__).resolve().parents[1] / "hpo" / "hpo_fake_objectives.py"
+    out = tmp_path / "hpo"
+    proc = run_cli(
+        "scale-bench",
+        "hpo",
+        "--workers",
+        "1,2",
+        "--out",
+        str(out),
+        "--json",
+        "--",
+        "--space",
+        "quadratic",
+        "--objective",
+        f"{fake}:curve",
+        "--sampler",
+        "tpe",
+        "--scheduler",
+        "asha",
+        "--trials",
+        "6",
+        "--min-resource",
+        "50",
+        "--max-resource",
+        "450",
+        "--eta",
+        "3",
+        "--seed",
+        "3",
+        "--set",
+        f"hpo.workdir={tmp_path / 'work'}",
+        env={"HPO_FAKE_SLEEP": "0.02", "MLPFCTL_HPO_NO_DEVICE_PROBE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["workers"]: r for r in json.loads(proc.stdout)["hpo"]}
+    assert set(rows) == {1, 2}
+    for row in rows.values():
+        assert row["trials"] == 6 and row["wall_s"] > 0
+        assert row["promotions"] >= 1  # promotion-type ASHA continued configurations from their checkpoints
+        if row["full_budget_results"]:  # with few trials, async ASHA may promote nothing to the top rung
+            assert row["time_to_target_s"] is not None and row["time_to_target_s"] <= row["wall_s"]
+    assert any(r["time_to_target_s"] is not None for r in rows.values())
+    assert rows[2]["efficiency"] == pytest.approx(rows[2]["speedup"] / 2)
+    assert (out / "hpo.png").is_file() and (out / "hpo-w2.db").is_file()
+
+
+def test_hpo_scaling_refuses_its_own_options(tmp_path: Path) -> None:
+    assert_user_error(
+        run_cli("scale-bench", "hpo", "--out", str(tmp_path), "--", "--workers", "3"), "--workers"
+    )
