@@ -223,20 +223,18 @@ class Liveness:
             thread.join()
             self.forget(trial_id)
 
-    def reap(self, study: optuna.Study) -> list[int]:
-        """Fail (and re-queue by policy) every stale RUNNING trial; returns the failed trial ids."""
+    def reap(self, study: optuna.Study) -> None:
+        """Fail (and re-queue by policy) every stale RUNNING trial; cheap when there is none."""
         import optuna
 
         if self.spec.kind != "journal":
-            before = {
-                t._trial_id for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-            }
+            # Optuna's heartbeat table: the callback given to RDBStorage (RetryPolicy) re-queues
+            # the trials that this process failed.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            after = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-            return sorted(t._trial_id for t in after if t._trial_id not in before)
-        return self._reap_journal(study)
+            return
+        self._reap_journal(study)
 
     def _reap_journal(self, study: optuna.Study) -> list[int]:
         import optuna
