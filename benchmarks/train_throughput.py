@@ -2,7 +2,7 @@
 pad-to-max batches without a mask (the reference's way), side by side.
 
 Run:  .venv/bin/python -m benchmarks.train_throughput [--data DIR] [--steps 8] [--device cpu|cuda]
-      (without --data, 400 ee -> ttbar events are generated into a temporary directory)
+      (without --data, the embedded dataset, 2000 ee -> ttbar events, is generated into a temp dir)
 
 Modes, interleaved step by step so machine noise hits all alike:
   bucketed+masked   BucketBatchSampler (events of similar length share a batch, at most
@@ -44,7 +44,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=None)
-    parser.add_argument("--events", type=int, default=400, help="events to generate without --data")
+    parser.add_argument("--events", type=int, default=2000, help="events to generate without --data")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per mode")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max-elements", type=int, default=8192)
