@@ -179,7 +179,7 @@ start_munge() {
     chmod 700 /etc/munge /var/log/munge
     chmod 600 /etc/munge/munge.key
     # munged refuses to run as root
-    runuser -u munge -- "$munged" --pid-file=/run/munge/munged.pid </dev/null >/dev/null 2>&1 || fail "munged did not start (see /var/log/munge/munged.log)"
+    runuser -u munge -- "$munged" --pid-file=/run/munge/munged.pid </dev/null >/dev/null 2>&1 9>&- || fail "munged did not start (see /var/log/munge/munged.log)"
     cp /run/munge/munged.pid "$RUN/munged.pid"
     local n
     for n in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0; sleep 0.1; done
@@ -192,7 +192,8 @@ start_daemon() { # NAME BINARY ARGS...
     live_pid "$RUN/$name.pid" "$binary" >/dev/null && return 0
     rm -f "$RUN/$name.pid"
     say "starting $name"
-    "$binary" "$@" </dev/null >>"$DIR/log/$name.stdout" 2>&1 || { tail -n 20 "$DIR/log/$name.log" >&2; fail "$name did not start"; }
+    # 9>&-: the daemons must not inherit (and hold forever) the setup lock
+    "$binary" "$@" </dev/null >>"$DIR/log/$name.stdout" 2>&1 9>&- || { tail -n 20 "$DIR/log/$name.log" >&2; fail "$name did not start"; }
     for n in $(seq 100); do live_pid "$RUN/$name.pid" "$binary" >/dev/null && return 0; sleep 0.1; done
     tail -n 20 "$DIR/log/$name.log" >&2
     fail "$name exited (log: $DIR/log/$name.log)"

@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
-from mlpfctl.cli import config_cmd, data, devices, jobs, scale_bench, submit, systems
+from mlpfctl.cli import config_cmd, data, devices, hpo, jobs, scale_bench, submit, systems
 from mlpfctl.cli import evaluate as evaluate_cmd
 from mlpfctl.cli import export as export_cmd
 from mlpfctl.cli import train as train_cmd
@@ -48,6 +48,7 @@ def root(
 
 app.command("devices")(devices.devices)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(hpo.app, name="hpo")
 app.add_typer(scale_bench.app, name="scale-bench")
 app.add_typer(data.app, name="data")
 app.command("submit")(submit.submit)

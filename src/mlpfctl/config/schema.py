@@ -45,6 +45,12 @@ class DataSection:
     cache_mb: int = setting(
         1024, "Decoded shards kept in memory per process (MiB); DataLoader workers each have their own.", ge=1
     )
+    max_train_events: int | None = setting(
+        None,
+        "Train on only the first N events of the training split (nested subsets for scaling-law "
+        "studies; the validation and test splits stay the same). None = all.",
+        ge=1,
+    )
 
 
 # Keep in sync with mlpfctl.data.sim.pythia_source.PROCESSES (a test checks it); listed here so
@@ -235,6 +241,94 @@ class TrainSection:
 
 
 @dataclass
+class HpoSection:
+    """Hyperparameter optimisation (``mlpfctl hpo``): study, search, scheduling and execution."""
+
+    storage: str | None = setting(
+        None,
+        "Study storage URL: sqlite:///PATH.db (one node), journal:///PATH.log (Optuna journal file on a "
+        "shared file system) or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (many nodes). "
+        "Default: sqlite:///<run.out_dir>/hpo/<study>.db.",
+        secret=True,
+    )
+    study: str = setting("mlpf-hpo", "Study name inside the storage.")
+    space: str = setting(
+        "mlpf", "Search space: a built-in preset name (mlpf, tiny) or the path of a TOML search-space file."
+    )
+    sampler: str = setting(
+        "tpe",
+        "Search algorithm: grid, random, qmc, tpe, gp, cmaes or nsga2 (multi-objective).",
+        choices=["grid", "random", "qmc", "tpe", "gp", "cmaes", "nsga2"],
+    )
+    scheduler: str = setting(
+        "asha",
+        "Adaptive evaluation: none, median, sha, hyperband (Optuna pruners; stopping type), asha "
+        "(promotion-type asynchronous successive halving, resumes checkpoints) or rasda (asha whose "
+        "promoted trials get reduction_factor times more ranks).",
+        choices=["none", "median", "sha", "hyperband", "asha", "rasda"],
+    )
+    trials: int = setting(
+        16, "Number of configurations to evaluate (ASHA promotions continue these, not new ones).", ge=1
+    )
+    workers: int = setting(1, "Local worker processes started by 'mlpfctl hpo run'.", ge=1)
+    ranks_per_trial: int = setting(
+        1, "Data-parallel ranks per trial (each trial a K-rank DDP run; devices split between workers).", ge=1
+    )
+    max_ranks_per_trial: int = setting(
+        8, "rasda: upper bound on the ranks a promoted trial may grow to.", ge=1
+    )
+    min_resource: int = setting(
+        100, "Bottom-rung budget r in training steps (a multiple of train.val_every).", ge=1
+    )
+    max_resource: int = setting(
+        900, "Top-rung budget R in training steps: the full training length of a surviving trial.", ge=1
+    )
+    reduction_factor: int = setting(3, "Successive-halving reduction factor eta (keep the top 1/eta).", ge=2)
+    min_early_stopping_rate: int = setting(
+        0, "Successive halving s: the bottom rung is min_resource * eta**s.", ge=0
+    )
+    seed: int = setting(0, "Sampler seed; worker i uses seed + 1000*i for model-based samplers.", ge=0)
+    directions: list[str] = setting(  # noqa: RUF009 - setting() builds the field itself
+        ["minimize"],
+        "Optimisation direction per objective value (two or more for multi-objective, e.g. "
+        "minimize,maximize for loss vs throughput).",
+        choices=["minimize", "maximize"],
+    )
+    metrics: list[str] = setting(  # noqa: RUF009 - setting() builds the field itself
+        ["val_loss"],
+        "MLPF objective: the training metric behind each objective value (val_loss, events_per_s).",
+    )
+    objective: str | None = setting(
+        None,
+        "Generic objective 'module:function' or 'path/file.py:function' (default: the MLPF training "
+        "objective).",
+    )
+    on_divergence: str = setting(
+        "prune",
+        "What a diverging trial (NaN/exploding loss) becomes: prune or fail; the study continues either way.",
+        choices=["prune", "fail"],
+    )
+    heartbeat_interval: float = setting(
+        10.0, "Seconds between heartbeats of a running trial (RDB and journal storages).", gt=0.0
+    )
+    grace_period: float = setting(
+        60.0,
+        "A RUNNING trial without a heartbeat for this many seconds is stale: failed and retried.",
+        gt=0.0,
+    )
+    max_retry: int = setting(
+        2, "How often a stale (killed) trial is re-run with the same parameters; 0 = only fail it.", ge=0
+    )
+    poll_interval: float = setting(0.5, "Seconds an idle worker waits before looking for work again.", gt=0.0)
+    timeout: float | None = setting(
+        None, "Stop starting new trials after this many seconds (per worker); None = no limit.", gt=0.0
+    )
+    workdir: str | None = setting(
+        None, "Directory for trial run directories and checkpoints (default: <run.out_dir>/hpo/<study>)."
+    )
+
+
+@dataclass
 class Config:
     """The whole configuration. Each command reads the sections it needs."""
 
@@ -244,3 +338,4 @@ class Config:
     train: TrainSection = field(default_factory=TrainSection)
     generate: GenerateSection = field(default_factory=GenerateSection)
     submit: SubmitSection = field(default_factory=SubmitSection)
+    hpo: HpoSection = field(default_factory=HpoSection)

@@ -26,7 +26,9 @@ TERMINAL = {
     "DEADLINE",
     "PREEMPTED",
 }
-_FIELD = re.compile(r"(\w+)=(\S*)")
+# scontrol -o separates Key=value pairs by spaces, but values (job names, paths) may hold spaces:
+# split only where a space is followed by the next Key=
+_NEXT_KEY = re.compile(r" (?=[A-Za-z][A-Za-z/:_]*=)")
 
 
 def read_records(registry: Path) -> list[dict[str, Any]]:
@@ -52,7 +54,8 @@ def job_info(job_id: str, runner: Runner) -> dict[str, str]:
     result = runner(["scontrol", "show", "job", "-o", job_id])
     if result.returncode != 0:
         return {}
-    return dict(_FIELD.findall(result.stdout))
+    line = result.stdout.strip().splitlines()[0] if result.stdout.strip() else ""
+    return dict(part.partition("=")[::2] for part in _NEXT_KEY.split(line) if "=" in part)
 
 
 def status(records: list[dict[str, Any]], runner: Runner) -> Iterator[dict[str, Any]]:
@@ -82,10 +85,10 @@ def cancel(job_id: str, runner: Runner) -> None:
 
 def log_path(job_id: str, registry: Path, runner: Runner) -> Path:
     check_job_id(job_id)
+    record = find_record(registry, job_id)
+    if record is not None:  # our own jobs: the script names this file
+        return Path(record["run_dir"]) / f"slurm-{job_id}.out"
     info = job_info(job_id, runner)
     if info.get("StdOut"):
         return Path(info["StdOut"])
-    record = find_record(registry, job_id)
-    if record is None:
-        raise UsageError(f"job {job_id} is neither known to SLURM nor in {registry}", "see `mlpfctl jobs`")
-    return Path(record["run_dir"]) / f"slurm-{job_id}.out"
+    raise UsageError(f"job {job_id} is neither known to SLURM nor in {registry}", "see `mlpfctl jobs`")

@@ -41,9 +41,10 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
     runner: list[str] = []
     if request.container:
         runner = [*shlex.split(profile.software.container_exec), request.container]
-    storage = request.hpo_storage.split(":", 1)[0] if request.hpo_storage else ""
     threads_per_proc = request.cpus_per_task
-    if request.tasks_per_node < request.procs_per_node:  # torchrun: several processes per task
+    if request.hpo is not None:  # one task runs the driver's local workers
+        threads_per_proc = max(1, request.cpus_per_task // request.hpo.workers_per_node)
+    elif request.tasks_per_node < request.procs_per_node:  # torchrun: several processes per task
         threads_per_proc = max(1, request.cpus_per_task // request.procs_per_node)
     return {
         "kind": request.kind,
@@ -83,16 +84,13 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
         "node_local": profile.node_local_cache or "/tmp",
         "master_addr_suffix": profile.master_addr_suffix,
         "launcher": request.launcher,
-        "stop_signal": "TERM" if request.launcher == "torchrun" and request.kind != "hpo" else "USR1",
+        # mlpfctl train checkpoints on SIGUSR1; torchrun and the HPO workers act on SIGTERM
+        "stop_signal": "USR1" if request.launcher == "srun" and request.kind != "hpo" else "TERM",
         "cpu_bind": request.cpu_bind,
         "srun_extra": list(profile.srun),
         "entry_module": request.entry_module,
         "command": list(request.command),
-        "driver_args": list(request.command[2:]) if request.kind == "hpo" else [],
-        "hpo_workers": request.hpo_workers,
-        "gpus_per_worker": request.gpus_per_worker,
-        "storage_kind": storage,
-        "pgpass_file": str(request.pgpass_file) if request.pgpass_file else "",
+        "hpo": request.hpo,
         "scale_points": list(request.scale_points),
     }
 

@@ -35,6 +35,20 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
+class HpoPlan:
+    """An HPO job: ``mlpfctl hpo run`` on the first node creates (or, after a requeue, resumes) the
+    study and runs that node's workers; every other node runs ``mlpfctl hpo worker`` steps."""
+
+    workers: int
+    workers_per_node: int
+    gpus_per_worker: int
+    storage: str  # never holds a password
+    study: str
+    driver_command: tuple[str, ...]  # after ``python -m mlpfctl``
+    pgpass_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class JobRequest:
     """Everything the renderer needs; every string a user typed is still raw (render quotes it)."""
 
@@ -59,11 +73,7 @@ class JobRequest:
     warning_s: int
     max_requeues: int
     cpu_bind: str
-    hpo_workers: int = 0
-    gpus_per_worker: int = 0
-    hpo_storage: str = ""  # never holds a password
-    hpo_study: str = ""
-    pgpass_file: Path | None = None
+    hpo: HpoPlan | None = None
     scale_points: tuple[int, ...] = ()
     # written next to the script with mode 0600, never rendered or printed
     secret_files: dict[Path, str] = field(default_factory=dict, compare=False, repr=False)
@@ -147,6 +157,53 @@ def strip_password(url: str, pgpass: Path) -> tuple[str, dict[Path, str]]:
     return clean, {pgpass: line + "\n"}
 
 
+def _hpo_plan(
+    settings: SubmitSection, args: list[str], run_dir: Path, gpus: int, procs: int
+) -> tuple[HpoPlan, dict[Path, str], list[str]]:
+    rest, storage = _split_option(args, "--storage")
+    rest, study = _split_option(rest, "--study")
+    rest, workers_arg = _split_option(rest, "--workers")
+    storage = (
+        storage or settings.hpo_storage or f"journal:///{(run_dir / JOURNAL_FILE).as_posix().lstrip('/')}"
+    )
+    if storage.startswith("sqlite") and settings.nodes > 1:
+        raise UsageError(
+            f"SQLite storage cannot be shared by the {settings.nodes} nodes of this job "
+            "(its file locks are not coherent across nodes on parallel file systems)",
+            "drop --storage to use a journal file in the run directory, or use postgresql://",
+        )
+    storage, secrets = strip_password(storage, run_dir / PGPASS_FILE)
+    try:
+        workers = int(workers_arg) if workers_arg else settings.hpo_workers or settings.nodes * procs
+    except ValueError:
+        raise UsageError(f"--workers {workers_arg!r} is not a number", "e.g. --workers 8") from None
+    per_node, left = divmod(workers, settings.nodes)
+    if per_node < 1 or left:
+        raise UsageError(
+            f"{workers} HPO workers cannot be spread evenly over {settings.nodes} nodes",
+            f"use a multiple of {settings.nodes} workers",
+        )
+    per_worker, left = divmod(gpus, per_node) if gpus else (0, 0)
+    if gpus and (per_worker < 1 or left):
+        raise UsageError(
+            f"{per_node} HPO workers per node cannot share {gpus} GPUs evenly",
+            f"use {gpus} (one per GPU) or a divisor of it per node",
+        )
+    study = _check_text("study", study or settings.hpo_study)
+    storage = _check_text("storage", storage)
+    driver = ("hpo", "run", *rest, "--workers", str(per_node), "--storage", storage, "--study", study)
+    plan = HpoPlan(
+        workers=workers,
+        workers_per_node=per_node,
+        gpus_per_worker=per_worker,
+        storage=storage,
+        study=study,
+        driver_command=driver,
+        pgpass_file=run_dir / PGPASS_FILE if secrets else None,
+    )
+    return plan, secrets, rest
+
+
 def build_request(
     profile: SystemProfile,
     settings: SubmitSection,
@@ -204,16 +261,6 @@ def build_request(
 
     launcher = profile.launcher if settings.launcher == "auto" else settings.launcher
     procs = gpus if gpus > 0 else (settings.tasks_per_node or 1)
-    tasks_per_node = 1 if launcher == "torchrun" and kind in ("train", "check") else procs
-    if kind == "hpo":
-        tasks_per_node = procs
-    cpus = settings.cpus_per_task or max(1, part.cpus_per_node // tasks_per_node)
-    if cpus * tasks_per_node > part.cpus_per_node:
-        raise UsageError(
-            f"{tasks_per_node} tasks x {cpus} CPUs per node exceed the {part.cpus_per_node} CPUs of {where}",
-            f"use --cpus-per-task {max(1, part.cpus_per_node // tasks_per_node)} or less",
-        )
-
     job_name = _check_text("job name", settings.job_name or f"mlpf-{kind}")
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out_dir).expanduser().absolute() / _check_text(
@@ -223,38 +270,27 @@ def build_request(
     module, prefix = ENTRY[kind]
     rest = list(args)
 
-    hpo: dict[str, object] = {}
+    hpo: HpoPlan | None = None
     secrets: dict[Path, str] = {}
+    # processes sharing one SLURM task: torchrun's ranks, or an HPO driver's local workers
+    per_task = 1
+    tasks_per_node = procs
     if kind == "hpo":
-        rest, storage = _split_option(rest, "--storage")
-        rest, study = _split_option(rest, "--study")
-        storage = (
-            storage or settings.hpo_storage or f"journal:///{(run_dir / JOURNAL_FILE).as_posix().lstrip('/')}"
+        hpo, secrets, rest = _hpo_plan(settings, rest, run_dir, gpus, procs)
+        rest = ["--storage", hpo.storage, "--study", hpo.study]
+        tasks_per_node, per_task = 1, hpo.workers_per_node
+    elif launcher == "torchrun" and kind in ("train", "check"):
+        tasks_per_node, per_task = 1, procs
+    # --cpus-per-task counts per process (per HPO worker); the job asks for it per SLURM task
+    per_proc = settings.cpus_per_task or max(1, part.cpus_per_node // (tasks_per_node * per_task))
+    cpus = per_proc * per_task
+    if cpus * tasks_per_node > part.cpus_per_node:
+        raise UsageError(
+            f"{tasks_per_node * per_task} processes x {per_proc} CPUs per node exceed the "
+            f"{part.cpus_per_node} CPUs of {where}",
+            f"use --cpus-per-task {max(1, part.cpus_per_node // (tasks_per_node * per_task))} or less",
         )
-        if storage.startswith("sqlite") and settings.nodes > 1:
-            raise UsageError(
-                f"SQLite storage cannot be shared by the {settings.nodes} nodes of this job "
-                "(its file locks are not coherent across nodes on parallel file systems)",
-                "drop --storage to use a journal file in the run directory, or use postgresql://",
-            )
-        storage, secrets = strip_password(storage, run_dir / PGPASS_FILE)
-        total_gpus = gpus * settings.nodes
-        workers = settings.hpo_workers or (total_gpus if total_gpus else settings.nodes * procs)
-        per_worker = total_gpus // workers if total_gpus else 0
-        if total_gpus and (per_worker == 0 or total_gpus % workers):
-            raise UsageError(
-                f"{workers} HPO workers cannot share {total_gpus} GPUs evenly",
-                f"use a worker count that divides {total_gpus}",
-            )
-        hpo = {
-            "hpo_workers": workers,
-            "gpus_per_worker": per_worker,
-            "hpo_storage": _check_text("storage", storage),
-            "hpo_study": _check_text("study", study or settings.hpo_study),
-            "pgpass_file": run_dir / PGPASS_FILE if secrets else None,
-        }
-        rest = [*rest, "--storage", str(hpo["hpo_storage"]), "--study", str(hpo["hpo_study"])]
-    elif kind == "train":
+    if kind == "train":
         rest = [*rest, "--run-dir", str(run_dir)]
     points: tuple[int, ...] = ()
     if kind == "scale-bench":
@@ -296,5 +332,5 @@ def build_request(
         cpu_bind=profile.cpu_bind if full_node and tasks_per_node == part.gpus_per_node else "",
         scale_points=points,
         secret_files=secrets,
-        **hpo,  # type: ignore[arg-type]
+        hpo=hpo,
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 from mlpfctl.atomic import atomic_write_text
 from mlpfctl.config.schema import Config
+from mlpfctl.console import warn
 from mlpfctl.errors import RuntimeFailure
 from mlpfctl.systems.discover import with_discovered
 from mlpfctl.systems.profiles import SystemProfile, load_profile
@@ -44,7 +45,13 @@ def registry_path(config: Config, env: Mapping[str, str] | None = None) -> Path:
 def plan(
     config: Config, kind: str, args: Sequence[str], runner: Runner, *, python: str | None = None
 ) -> Plan:
-    profile = with_discovered(load_profile(config.submit.system), runner)
+    profile = load_profile(config.submit.system)
+    try:
+        profile = with_discovered(profile, runner)
+    except RuntimeFailure as exc:
+        # no SLURM here (a laptop, a dry run): the profile's own partitions still render a script;
+        # a real submission fails at sbatch with the same message
+        warn(f"{exc.message}; using the partitions in {profile.source}")
     request = build_request(
         profile,
         config.submit,

@@ -175,6 +175,15 @@ class DataStreams:
         self.train, self.valid, self.test = split_dataset(
             dataset, cfg.data.valid_fraction, cfg.data.test_fraction, cfg.run.seed
         )
+        limit = cfg.data.max_train_events
+        if limit is not None:
+            if limit > len(self.train):
+                raise DataError(
+                    f"data.max_train_events={limit} exceeds the {len(self.train)} events of the training "
+                    f"split of {cfg.data.path}",
+                    "generate more events or lower data.max_train_events",
+                )
+            self.train = self.train.view(np.arange(limit))
         if len(self.train) == 0 or len(self.valid) == 0:
             raise DataError(
                 f"dataset {cfg.data.path} has {len(self.train)} training and "
@@ -348,7 +357,7 @@ def _progress(ctx: Context, start: int, total: int) -> Any:
     return progress, task
 
 
-def _setup(request: TrainRequest) -> tuple[Context, Any]:
+def setup_rank(request: TrainRequest) -> tuple[Context, Any]:
     from mlpfctl.backends import select_backend
     from mlpfctl.launch.runenv import RunEnv
 
@@ -417,7 +426,7 @@ def _write_run_files(ctx: Context, lr: float, factor: float) -> None:
 
 def run_rank(request: TrainRequest) -> TrainResult:
     """Train on this process's rank; returns the result (meaningful on rank 0)."""
-    ctx, _backend = _setup(request)
+    ctx, _backend = setup_rank(request)
     try:
         return _train(ctx)
     finally:
@@ -497,7 +506,7 @@ def _train(ctx: Context) -> TrainResult:
                         last_ckpt = save(step) or last_ckpt
                         status = "checkpointed"
                         break
-                    losses = _train_step(ctx, batch, optimizer, scheduler, scaler, counts)
+                    losses = train_step(ctx, batch, optimizer, scheduler, scaler, counts)
                     step += 1
                     pos = Position(pos.epoch, pos.batch + 1)
                     _check_divergence(losses["Total"], early, tcfg.explode_factor, step)
@@ -574,7 +583,7 @@ def _rebase_schedule(scheduler: Any, optimizer: torch.optim.Optimizer, tcfg: Any
         group["lr"] = lr * schedule(scheduler.last_epoch)
 
 
-def _train_step(
+def train_step(
     ctx: Context,
     batch: Any,
     optimizer: torch.optim.Optimizer,

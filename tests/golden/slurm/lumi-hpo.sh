@@ -6,8 +6,8 @@
 #SBATCH --partition=standard-g
 #SBATCH --account=project_465000000
 #SBATCH --nodes=2
-#SBATCH --ntasks-per-node=8
-#SBATCH --cpus-per-task=7
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=56
 #SBATCH --gpus-per-node=8
 #SBATCH --mem=480G
 #SBATCH --exclusive
@@ -59,7 +59,7 @@ on_warning() {
     warned=1
     echo "mlpfctl: time limit warning: asking the running job steps to checkpoint" >&2
     local pid
-    for pid in "${STEPS[@]}"; do kill -s USR1 "$pid" 2>/dev/null || true; done
+    for pid in "${STEPS[@]}"; do kill -s TERM "$pid" 2>/dev/null || true; done
 }
 trap on_warning USR1
 start_step() {
@@ -95,15 +95,23 @@ finish() {
     exit "$rc"
 }
 
-# ---- driver: create the study once (journal storage shared by every worker)
-start_step srun --nodes=1 --ntasks=1 --exact "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo create --space space.toml --sampler tpe --scheduler asha --trials 64 --storage journal:///scratch/mlpf/runs/lumi-hpo/optuna-journal.log --study mlpf
-wait_steps || finish $?
+# ---- driver on the first node: creates the study (resumes it after a requeue) and runs that
+# node's 8 worker(s); a worker that dies has its trials retried by the others
+RESUME=()
+if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then RESUME=(--resume); fi
+start_step srun --nodes=1 --ntasks=1 --relative=0 --exact --gpus=8 \
+     "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo run --space space.toml --sampler tpe --scheduler asha --trials 64 --workers 8 --storage journal:///scratch/mlpf/runs/lumi-hpo/optuna-journal.log --study mlpf "${RESUME[@]}"
 
-# ---- 16 workers, 1 GPU(s) each; trials of a worker that dies are retried by the others
-for worker in $(seq 0 15); do
+# ---- the other nodes join once the study exists: 8 worker(s), 1 GPU(s) each
+for _ in $(seq 300); do
+    "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo status --storage journal:///scratch/mlpf/runs/lumi-hpo/optuna-journal.log --study mlpf >/dev/null 2>&1 && break
+    kill -0 "${STEPS[0]}" 2>/dev/null || break # the driver ended: nothing to join
+    sleep 2
+done
+for worker in $(seq 8 15); do
     start_step srun --nodes=1 --ntasks=1 --exact --cpus-per-task=7 --gpus=1 \
-        --output="$RUN_DIR/worker-$worker-%j.out"  \
-        "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo worker --space space.toml --sampler tpe --scheduler asha --trials 64 --storage journal:///scratch/mlpf/runs/lumi-hpo/optuna-journal.log --study mlpf
+        --relative=$((worker / 8)) --output="$RUN_DIR/worker-$worker-%j.out"  \
+        "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo worker --storage journal:///scratch/mlpf/runs/lumi-hpo/optuna-journal.log --study mlpf --worker-index "$worker"
 done
 wait_steps
 finish $?

@@ -101,10 +101,26 @@ def test_torchrun_runs_one_task_per_node() -> None:
 
 def test_hpo_defaults_one_worker_per_gpu_with_a_journal_in_the_run_dir() -> None:
     request = build(kind="hpo", args=("--trials", "64"))
-    assert (request.hpo_workers, request.gpus_per_worker) == (16, 1)
-    assert request.hpo_storage == "journal:///scratch/runs/r/optuna-journal.log"
-    assert request.command[:2] == ("hpo", "worker")
-    assert request.command[-4:] == ("--storage", request.hpo_storage, "--study", "mlpf")
+    hpo = request.hpo
+    assert hpo is not None
+    assert (hpo.workers, hpo.workers_per_node, hpo.gpus_per_worker) == (16, 8, 1)
+    # one SLURM task per node holds the node's workers: 8 workers x 7 cores
+    assert (request.tasks_per_node, request.cpus_per_task) == (1, 56)
+    assert hpo.storage == "journal:///scratch/runs/r/optuna-journal.log"
+    # the first node's driver creates the study and runs 8 local workers; the rest join it
+    assert hpo.driver_command == (
+        "hpo",
+        "run",
+        "--trials",
+        "64",
+        "--workers",
+        "8",
+        "--storage",
+        hpo.storage,
+        "--study",
+        "mlpf",
+    )
+    assert request.command == ("hpo", "worker", "--storage", hpo.storage, "--study", "mlpf")
 
 
 def test_hpo_sqlite_across_nodes_is_refused() -> None:
@@ -112,22 +128,28 @@ def test_hpo_sqlite_across_nodes_is_refused() -> None:
         build(kind="hpo", args=("--storage", "sqlite:////scratch/study.db"))
     assert "SQLite" in info.value.message and "postgresql" in (info.value.hint or "")
     single = build(replace(OK, nodes=1), kind="hpo", args=("--storage=sqlite:////tmp/s.db",))
-    assert single.hpo_storage == "sqlite:////tmp/s.db"
+    assert single.hpo is not None and single.hpo.storage == "sqlite:////tmp/s.db"
 
 
-def test_hpo_workers_must_share_gpus_evenly() -> None:
-    with pytest.raises(UsageError, match="evenly"):
+def test_hpo_workers_must_spread_evenly() -> None:
+    with pytest.raises(UsageError, match="evenly over 2 nodes"):
         build(replace(OK, hpo_workers=3), kind="hpo")
-    assert build(replace(OK, hpo_workers=4), kind="hpo").gpus_per_worker == 4
+    with pytest.raises(UsageError, match="cannot share 8 GPUs"):
+        build(replace(OK, hpo_workers=6), kind="hpo")
+    four = build(kind="hpo", args=("--workers", "4"))
+    assert four.hpo is not None and (four.hpo.workers_per_node, four.hpo.gpus_per_worker) == (2, 4)
+    assert "--workers" not in four.hpo.driver_command[:-6]
 
 
 def test_storage_password_moves_to_a_pgpass_file() -> None:
     url = "postgresql+psycopg://mlpf:s3cr:et@db.example.org:5433/optuna"
     request = build(kind="hpo", args=("--storage", url, "--study", "s1"))
-    assert "s3cr" not in request.hpo_storage and "s3cr" not in " ".join(request.command)
-    assert request.hpo_storage == "postgresql+psycopg://mlpf@db.example.org:5433/optuna"
-    assert request.pgpass_file == Path("/scratch/runs/r/.pgpass")
-    assert request.secret_files == {request.pgpass_file: "db.example.org:5433:optuna:mlpf:s3cr\\:et\n"}
+    hpo = request.hpo
+    assert hpo is not None
+    assert "s3cr" not in hpo.storage and "s3cr" not in " ".join(request.command + hpo.driver_command)
+    assert hpo.storage == "postgresql+psycopg://mlpf@db.example.org:5433/optuna"
+    assert hpo.pgpass_file == Path("/scratch/runs/r/.pgpass")
+    assert request.secret_files == {hpo.pgpass_file: "db.example.org:5433:optuna:mlpf:s3cr\\:et\n"}
     assert "s3cr" not in repr(request)
 
 

@@ -157,20 +157,36 @@ def test_requeues_stop_at_the_limit(tmp_path: Path) -> None:
     assert not (tmp_path / "scontrol.log").exists()
 
 
-@pytest.mark.parametrize("workers", [2])
-def test_hpo_runs_the_driver_then_parallel_workers(tmp_path: Path, workers: int) -> None:
-    settings = SubmitSection(gpus_per_node=0, tasks_per_node=2, hpo_workers=workers, cpus_per_task=1)
+@pytest.mark.parametrize(("nodes", "calls"), [(1, 1), (2, 2)])
+def test_hpo_runs_the_driver_then_joins_workers(tmp_path: Path, nodes: int, calls: int) -> None:
+    settings = SubmitSection(gpus_per_node=0, tasks_per_node=1, cpus_per_task=1, nodes=nodes)
     script = write_script(tmp_path, local_profile(), settings, "hpo", ["--trials", "4"])
-    assert (
-        subprocess.run(
-            ["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path, timeout=60
-        ).returncode
-        == 0
-    )
-    calls = srun_calls(tmp_path)
-    assert len(calls) == 1 + workers
-    driver = [c for c in calls if "create" in c]
-    assert len(driver) == 1
+    env = fake_env(tmp_path, "ok", SLURM_NNODES=str(nodes))
+    # `mlpfctl hpo status` (the wait for the study) runs outside srun: a fake python answers it
+    fake_python = tmp_path / "bin" / "python"
+    fake_python.write_text('#!/bin/bash\necho "$*" >> "$FAKE_DIR/python.log"\n')
+    fake_python.chmod(0o755)
+    text = script.read_text().replace("MLPFCTL_PY=/v/bin/python", f"MLPFCTL_PY={fake_python}")
+    script.write_text(text)
+    assert subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, timeout=60).returncode == 0
+    argvs = srun_calls(tmp_path)
+    assert len(argvs) == calls
     journal = f"journal:///{(script.parent / 'optuna-journal.log').as_posix().lstrip('/')}"
-    for call in calls:
-        assert call[-4:] == ["--storage", journal, "--study", "mlpf"]
+    driver = next(a for a in argvs if "run" in a)
+    assert driver[driver.index("run") :] == [
+        "run",
+        "--trials",
+        "4",
+        "--workers",
+        "1",
+        "--storage",
+        journal,
+        "--study",
+        "mlpf",
+    ]
+    for argv in argvs:
+        if "worker" in argv:
+            assert argv[-6:] == ["--storage", journal, "--study", "mlpf", "--worker-index", "1"]
+            assert "--relative=1" in argv
+    if nodes > 1:
+        assert "hpo status --storage" in (tmp_path / "python.log").read_text()

@@ -39,7 +39,7 @@ class FakeSlurm:
             if state is None:
                 return Result(1, "", "slurm_load_jobs error: Invalid job id specified\n")
             line = (
-                f"JobId={argv[4]} JobName=x JobState={state} Reason=None Restarts=1 ExitCode=0:0 "
+                f"JobId={argv[4]} JobName=a b c JobState={state} Reason=None Restarts=1 ExitCode=0:0 "
                 f"RunTime=00:00:05 StdOut=/o/{argv[4]}.out"
             )
             return Result(0, line + "\n", "")
@@ -134,8 +134,10 @@ def test_jobs_status_cancel_and_logs(tmp_path: Path) -> None:
     assert fake.calls[-1] == ["scancel", "5"]
     with pytest.raises(UsageError):
         jobs.cancel("5; rm -rf ~", fake)
-    assert jobs.log_path("5", registry, fake) == Path("/o/5.out")
-    assert jobs.log_path("6", registry, fake) == tmp_path / "6" / "slurm-6.out"
+    assert jobs.job_info("5", fake)["JobName"] == "a b c"
+    assert jobs.log_path("5", registry, fake) == tmp_path / "5" / "slurm-5.out"
+    fake.states["8"] = "PENDING"  # not submitted by mlpfctl: scontrol knows its output file
+    assert jobs.log_path("8", registry, fake) == Path("/o/8.out")
     with pytest.raises(UsageError, match="neither known"):
         jobs.log_path("99", registry, fake)
 
@@ -239,3 +241,14 @@ def test_cli_systems(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["systems", "show", "lumi", "--script", "hpo"]) == 0
     assert "hpo worker" in capsys.readouterr().out
     assert run(["systems", "show", "lumy"]) == 2
+
+
+def test_local_profile_without_slurm_falls_back_to_its_partitions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_slurm(argv: Sequence[str]) -> Result:
+        raise RuntimeFailure(f"'{argv[0]}' is not installed here", "run this on a SLURM login node")
+
+    plan = service.plan(config(tmp_path), "check", [], no_slurm)
+    assert plan.request.partition.name == "debug"
+    assert "'sinfo' is not installed here" in capsys.readouterr().err

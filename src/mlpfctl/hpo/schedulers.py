@@ -1,0 +1,101 @@
+"""Adaptive configuration evaluation: rung budgets, Optuna pruners, and our promotion schedulers.
+
+* ``none``, ``median``, ``sha``, ``hyperband``: Optuna pruners (stopping type: a trial runs from
+  step 0 and is stopped at a rung if it is not good enough), configured from our flags.
+* ``asha``, ``rasda``: promotion type (``mlpfctl.hpo.asha``): a trial pauses at every rung with a
+  checkpoint and is continued later only if promoted; rasda also multiplies its ranks by eta.
+
+Rungs are training-step budgets ``r * eta**(s + k)`` below ``R``, plus ``R`` itself as the top rung,
+computed with integer arithmetic (``math.log(243, 3)`` is 4.999..., the bug in Optuna's Hyperband
+bracket count, hpo-reference.md §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlpfctl.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+NAMES = ("none", "median", "sha", "hyperband", "asha", "rasda")
+PROMOTION = ("asha", "rasda")
+
+
+@dataclass(frozen=True)
+class Rungs:
+    min_resource: int
+    max_resource: int
+    reduction_factor: int
+    min_early_stopping_rate: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reduction_factor < 2:
+            raise ConfigError(
+                f"hpo.reduction_factor is {self.reduction_factor}, but must be >= 2", "set --eta 2 or more"
+            )
+        bottom = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
+        if bottom > self.max_resource:
+            raise ConfigError(
+                f"the bottom rung (min_resource * eta**s = {bottom}) exceeds "
+                f"max_resource = {self.max_resource}",
+                "lower hpo.min_resource / hpo.min_early_stopping_rate or raise hpo.max_resource",
+            )
+
+    @property
+    def budgets(self) -> list[int]:
+        """Step budget of each rung, bottom first; the last one is ``max_resource``."""
+        out: list[int] = []
+        budget = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
+        while budget < self.max_resource:
+            out.append(budget)
+            budget *= self.reduction_factor
+        out.append(self.max_resource)
+        return out
+
+    @property
+    def top(self) -> int:
+        return len(self.budgets) - 1
+
+    def check_multiple_of(self, interval: int, what: str) -> None:
+        bad = [b for b in self.budgets if b % interval]
+        if bad:
+            raise ConfigError(
+                f"rung budgets {bad} are not multiples of {what} = {interval}",
+                f"choose hpo.min_resource/max_resource as multiples of {interval} (rungs: {self.budgets})",
+            )
+
+
+def check_name(name: str, n_objectives: int) -> None:
+    if name not in NAMES:
+        raise ConfigError(f"unknown scheduler '{name}'", f"available schedulers: {', '.join(NAMES)}")
+    if name != "none" and n_objectives > 1:
+        raise ConfigError(
+            f"scheduler '{name}' needs a single objective (Optuna prunes single-objective studies only)",
+            "use --scheduler none for multi-objective studies",
+        )
+
+
+def make_pruner(name: str, rungs: Rungs) -> optuna.pruners.BasePruner:
+    """The Optuna pruner behind a stopping-type scheduler (NopPruner for asha/rasda and none)."""
+    import optuna
+
+    check_name(name, 1)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=rungs.budgets[0] - 1)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=rungs.min_resource,
+            reduction_factor=rungs.reduction_factor,
+            min_early_stopping_rate=rungs.min_early_stopping_rate,
+        )
+    if name == "hyperband":
+        # Brackets are hashed from study name + trial number, so every worker agrees on them.
+        return optuna.pruners.HyperbandPruner(
+            min_resource=rungs.min_resource,
+            max_resource=rungs.max_resource,
+            reduction_factor=rungs.reduction_factor,
+        )
+    return optuna.pruners.NopPruner()

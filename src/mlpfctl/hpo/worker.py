@@ -1,0 +1,407 @@
+"""``mlpfctl hpo worker``: pull jobs from the shared study until there is nothing left to do.
+
+One loop for every scheduler:
+
+    reap stale trials (heartbeat) -> claim the next WAITING job atomically -> run it with heartbeats
+    -> tell the result -> repeat; when nothing is claimable: wait while others still run, else stop.
+
+The driver queues one WAITING "new" slot per configuration when it creates the study, so the number
+of configurations is exact with any number of workers (no ``MaxTrialsCallback`` overshoot) and a
+killed worker's job is re-queued, not lost. Run it anywhere that reaches the storage: a local
+process of ``mlpfctl hpo run``, a SLURM job step, an array task.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from mlpfctl.console import log, warn
+from mlpfctl.errors import MlpfctlError, RuntimeFailure, UsageError
+from mlpfctl.hpo.asha import (
+    ATTR_BUDGET,
+    ATTR_CHECKPOINT,
+    ATTR_CONFIG,
+    ATTR_DEDUPE,
+    ATTR_DUPLICATE_OF,
+    ATTR_KIND,
+    ATTR_OUTCOME,
+    ATTR_PARENT,
+    ATTR_RANKS,
+    ATTR_RUNG,
+    ATTR_SLOT,
+    ATTR_START,
+    candidate_attrs,
+    claim_order,
+    job_ranks,
+)
+from mlpfctl.hpo.objective import Diverged, Reporter, TrialContext, load_objective, mlpf_objective
+from mlpfctl.hpo.settings import StudySettings, load_settings
+from mlpfctl.hpo.space import SearchSpace, same_config
+from mlpfctl.hpo.storage import ATTR_RETRY_OF, Liveness, StorageSpec, open_storage
+
+if TYPE_CHECKING:
+    import optuna
+
+MAX_DEDUPE_ATTEMPTS = 20
+
+
+@dataclass
+class WorkerRequest:
+    storage: StorageSpec
+    study: str
+    worker_index: int = 0
+    max_jobs: int | None = None  # stop after this many jobs (tests, array tasks with a quota)
+
+
+@dataclass
+class WorkerResult:
+    jobs: int
+    completed: int
+    pruned: int
+    failed: int
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SLURM and the driver stop workers with SIGTERM: unwind like Ctrl-C so the running trial is
+    # failed and re-queued cleanly instead of waiting for its heartbeat to go stale.
+    raise _Interrupted(f"signal {signum}")
+
+
+class Worker:
+    def __init__(self, request: WorkerRequest) -> None:
+        import optuna
+
+        from mlpfctl.hpo.samplers import make_sampler
+        from mlpfctl.hpo.schedulers import make_pruner
+
+        self.request = request
+        # A first connection without heartbeat settings only to read the stored settings.
+        try:
+            probe = optuna.load_study(
+                study_name=request.study,
+                storage=open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0),
+            )
+        except KeyError:
+            raise UsageError(
+                f"no study '{request.study}' in {request.storage.masked}",
+                "create it first: mlpfctl hpo create (or hpo run) with the same --storage and --study",
+            ) from None
+        self.settings: StudySettings = load_settings(probe)
+        s = self.settings
+        self.liveness = Liveness(request.storage, s.heartbeat_interval, s.grace_period, s.max_retry)
+        storage = open_storage(
+            request.storage,
+            heartbeat_interval=s.heartbeat_interval,
+            grace_period=s.grace_period,
+            max_retry=s.max_retry,
+        )
+        self.study = optuna.load_study(
+            study_name=request.study,
+            storage=storage,
+            sampler=make_sampler(
+                s.sampler, seed=s.seed, worker_index=request.worker_index, n_objectives=len(s.directions)
+            ),
+            pruner=make_pruner(s.scheduler, s.rungs),
+        )
+        self.space = SearchSpace.from_dict(s.space)
+        self.objective = load_objective(s.objective) if s.objective else mlpf_objective
+        self.budgets = s.rungs.budgets
+        self.workdir = Path(s.workdir)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> WorkerResult:
+        result = WorkerResult(0, 0, 0, 0)
+        started = time.monotonic()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+        try:
+            self._loop(result, started)
+        except _Interrupted:
+            raise KeyboardInterrupt from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return result
+
+    def _loop(self, result: WorkerResult, started: float) -> None:
+        while self.request.max_jobs is None or result.jobs < self.request.max_jobs:
+            self._reap()
+            if self.settings.timeout is not None and time.monotonic() - started > self.settings.timeout:
+                log(f"worker {self.request.worker_index}: timeout reached, stopping")
+                break
+            trial_id = self._claim()
+            if trial_id is None:
+                if self._anything_running():
+                    time.sleep(self.settings.poll_interval)
+                    continue
+                break
+            outcome = self._run_job(trial_id)
+            result.jobs += 1
+            if outcome in ("complete", "top", "paused"):
+                result.completed += 1
+            elif outcome in ("pruned", "diverged"):
+                result.pruned += 1
+            elif outcome != "duplicate":
+                result.failed += 1
+
+    def _reap(self) -> None:
+        import optuna
+
+        try:
+            self.liveness.reap(self.study)
+        except optuna.exceptions.StorageInternalError as exc:  # SQLite lock contention: try later
+            warn(f"stale-trial check skipped: {exc}")
+
+    def _anything_running(self) -> bool:
+        import optuna
+
+        return bool(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+    def _claim(self) -> int | None:
+        """Atomically move the first claimable WAITING trial to RUNNING; its id, or None."""
+        import optuna
+
+        for _ in range(10):
+            try:
+                return self._claim_once()
+            except optuna.exceptions.StorageInternalError as exc:
+                # A storage hiccup (lock timeout, dropped connection): the claim did not happen.
+                # Re-read and retry rather than mistake it for "no work left".
+                warn(f"claim failed ({exc}); retrying")
+                time.sleep(self.settings.poll_interval)
+        raise RuntimeFailure("the study storage kept failing", "check the storage (server, file system)")
+
+    def _claim_once(self) -> int | None:
+        import optuna
+
+        s = self.settings
+        trials = self.study.get_trials(deepcopy=False)
+        order = claim_order(
+            trials,
+            promotion=s.promotion,
+            eta=s.reduction_factor,
+            top_rung=len(self.budgets) - 1,
+            maximize=s.maximize,
+        )
+        for trial_id in order:
+            try:
+                if self.study._storage.set_trial_state_values(
+                    trial_id, state=optuna.trial.TrialState.RUNNING
+                ):
+                    return trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
+
+    # --- one job --------------------------------------------------------------------------------
+
+    def _run_job(self, trial_id: int) -> str:
+        import optuna
+
+        storage = self.study._storage
+        with self.liveness.beating(storage, trial_id):
+            trial = optuna.trial.Trial(self.study, trial_id)
+            frozen = storage.get_trial(trial_id)
+            attrs = dict(frozen.user_attrs)
+            try:
+                return self._execute(trial, frozen, attrs)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # Another worker found our heartbeat stale (an overloaded node) and re-queued the
+                # trial: drop this run, the retry carries on.
+                warn(f"trial {frozen.number} was failed as stale by another worker meanwhile: dropped here")
+                return "failed"
+            except _Interrupted:
+                self._finish(trial, optuna.trial.TrialState.FAIL, None, "interrupted")
+                # Re-queue now rather than after the grace period: a resumed study continues it.
+                self.liveness.retry(self.study, storage.get_trial(trial_id))
+                raise KeyboardInterrupt from None
+
+    def _execute(self, trial: optuna.Trial, frozen: optuna.trial.FrozenTrial, attrs: dict[str, Any]) -> str:
+        import optuna
+
+        s = self.settings
+        number = frozen.number
+        kind = attrs.get(ATTR_KIND, "new")
+        if kind == "new" and ATTR_CONFIG not in attrs:
+            attrs[ATTR_CONFIG] = number
+            trial.set_user_attr(ATTR_CONFIG, number)
+            if s.promotion:
+                attrs.update({ATTR_RUNG: 0, ATTR_START: 0, ATTR_BUDGET: self.budgets[0]})
+                for key in (ATTR_RUNG, ATTR_START, ATTR_BUDGET):
+                    trial.set_user_attr(key, attrs[key])
+        params = self.space.suggest(trial)
+        if kind == "new" and ATTR_RETRY_OF not in attrs:
+            duplicate = self._duplicate_of(frozen, params)
+            if duplicate is not None:
+                return self._reject_duplicate(trial, attrs, duplicate)
+        if s.promotion:
+            rung = int(attrs[ATTR_RUNG])
+            budget, start = int(attrs[ATTR_BUDGET]), int(attrs[ATTR_START])
+            resume = attrs.get(ATTR_CHECKPOINT + ".parent")
+            ranks = job_ranks(
+                s.ranks_per_trial, rung, s.reduction_factor, s.scheduler == "rasda", s.max_ranks_per_trial
+            )
+            self._copy_parent_curve(trial, attrs)
+        else:
+            rung, budget, start, resume, ranks = None, s.max_resource, 0, None, s.ranks_per_trial
+        trial.set_user_attr(ATTR_RANKS, ranks)
+        run_dir = self.workdir / f"trial-{number:05d}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        reporter = Reporter(
+            self.request.storage.url,
+            self.request.study,
+            trial._trial_id,
+            s.scheduler,
+            s.rung_tuple,
+            s.on_divergence,
+        ).bind(self.study)
+        ctx = TrialContext(
+            number=number,
+            params=params,
+            budget=budget,
+            start_step=start,
+            resume_from=Path(resume) if resume else None,
+            checkpoint_dir=run_dir / "checkpoint",
+            run_dir=run_dir,
+            ranks=ranks,
+            rung=rung,
+            reporter=reporter,
+            settings=s.to_dict(),
+            trial=trial,
+        )
+        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        what = f"trial {number}" + (
+            f" (config {attrs[ATTR_CONFIG]}, rung {rung}, steps {start}->{budget})"
+            if rung is not None
+            else ""
+        )
+        log(f"worker {self.request.worker_index}: {what} {params}")
+        try:
+            raw = self.objective(ctx)
+        except optuna.TrialPruned:
+            return self._finish(trial, optuna.trial.TrialState.PRUNED, None, "pruned")
+        except Diverged as exc:
+            trial.set_user_attr("mlpfctl.error", exc.message)
+            state = (
+                optuna.trial.TrialState.PRUNED if s.on_divergence == "prune" else optuna.trial.TrialState.FAIL
+            )
+            warn(f"trial {number} diverged ({exc.message}): {state.name.lower()}; the study continues")
+            return self._finish(trial, state, None, "diverged")
+        except (KeyboardInterrupt, _Interrupted):
+            raise _Interrupted("interrupted") from None
+        except Exception as exc:
+            message = exc.message if isinstance(exc, MlpfctlError) else f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("mlpfctl.error", message[:2000])
+            warn(f"trial {number} failed: {message}")
+            return self._finish(trial, optuna.trial.TrialState.FAIL, None, "failed")
+        values = [float(v) for v in raw] if isinstance(raw, list | tuple) else [float(raw)]  # type: ignore[arg-type]
+        if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+            trial.set_user_attr("mlpfctl.error", f"objective returned {values}")
+            state = (
+                optuna.trial.TrialState.PRUNED if s.on_divergence == "prune" else optuna.trial.TrialState.FAIL
+            )
+            return self._finish(trial, state, None, "diverged")
+        if not s.promotion:
+            return self._finish(trial, optuna.trial.TrialState.COMPLETE, values, "complete")
+        checkpoint = str(ctx.checkpoint_dir)
+        trial.set_user_attr(ATTR_CHECKPOINT, checkpoint)
+        if budget not in self.study._storage.get_trial(trial._trial_id).intermediate_values:
+            self.study._storage.set_trial_intermediate_value(trial._trial_id, budget, values[0])
+        assert rung is not None
+        if rung >= len(self.budgets) - 1:
+            return self._finish(trial, optuna.trial.TrialState.COMPLETE, values, "top")
+        # Queue the promotion candidate BEFORE telling: a crash in between re-runs this job (its
+        # retry queues a new candidate under the retry's number), never loses the candidate.
+        import optuna as _optuna
+
+        parent = self.study._storage.get_trial(trial._trial_id)
+        self.study.add_trial(
+            _optuna.trial.create_trial(
+                state=_optuna.trial.TrialState.WAITING,
+                params=parent.params,
+                distributions=parent.distributions,
+                user_attrs=candidate_attrs(parent, self.budgets, checkpoint),
+            )
+        )
+        return self._finish(trial, optuna.trial.TrialState.PRUNED, None, "paused")
+
+    def _finish(self, trial: optuna.Trial, state: Any, values: list[float] | None, outcome: str) -> str:
+        import optuna
+
+        try:
+            trial.set_user_attr(ATTR_OUTCOME, outcome)
+            self.study.tell(trial, values if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker declared this trial stale (we missed heartbeats) and re-queued it.
+            warn(f"trial {trial.number} was already failed as stale by another worker: result dropped")
+            return "failed"
+        return outcome
+
+    def _copy_parent_curve(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+        parent_number = attrs.get(ATTR_PARENT)
+        if parent_number is None:
+            return
+        parent = self.study.get_trials(deepcopy=False)[int(parent_number)]
+        existing = self.study._storage.get_trial(trial._trial_id).intermediate_values
+        for step, value in parent.intermediate_values.items():
+            if step not in existing:
+                self.study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
+
+    def _duplicate_of(self, frozen: optuna.trial.FrozenTrial, params: dict[str, Any]) -> int | None:
+        """Number of an earlier configuration with the same parameters (parallel proposals race)."""
+        import optuna
+
+        for other in self.study.get_trials(deepcopy=False):
+            if other.number >= frozen.number or other.state in (
+                optuna.trial.TrialState.FAIL,
+                optuna.trial.TrialState.WAITING,
+            ):
+                continue
+            if other.user_attrs.get(ATTR_KIND, "new") != "new":
+                continue
+            if same_config(other.params, params):
+                return other.number
+        return None
+
+    def _reject_duplicate(self, trial: optuna.Trial, attrs: dict[str, Any], duplicate: int) -> str:
+        import optuna
+
+        attempts = int(attrs.get(ATTR_DEDUPE, 0)) + 1
+        trial.set_user_attr(ATTR_DUPLICATE_OF, duplicate)
+        self._finish(trial, optuna.trial.TrialState.FAIL, None, "duplicate")
+        if attempts > MAX_DEDUPE_ATTEMPTS:
+            warn(
+                f"slot {attrs.get(ATTR_SLOT)}: {attempts} duplicate proposals in a row; "
+                "the space looks exhausted"
+            )
+            return "duplicate"
+        # Re-queue the slot: the next proposal sees this one as a FAIL and the original as a lie.
+        self.study.enqueue_trial(
+            {}, user_attrs={ATTR_KIND: "new", ATTR_SLOT: attrs.get(ATTR_SLOT, 0), ATTR_DEDUPE: attempts}
+        )
+        return "duplicate"
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def run_worker(request: WorkerRequest) -> WorkerResult:
+    worker = Worker(request)
+    log(
+        f"worker {request.worker_index} (pid {os.getpid()}) joined study '{request.study}' on "
+        f"{request.storage.masked}"
+    )
+    return worker.run()

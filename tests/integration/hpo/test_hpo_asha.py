@@ -1,0 +1,130 @@
+"""Promotion-type ASHA on a deterministic fake objective: rungs, promotions, resumed checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+
+from mlpfctl.hpo.asha import ATTR_CONFIG, ATTR_OUTCOME, ATTR_PARENT, ATTR_RANKS, ATTR_RUNG, rung_value
+
+from .hpo_helpers import create_study, load_trials, make_config, run_inprocess
+
+S = optuna.trial.TrialState
+
+
+def _jobs(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if t.state.is_finished() and ATTR_RUNG in t.user_attrs]
+
+
+def test_asha_promotes_the_top_third_and_resumes_from_the_parent_checkpoint(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = make_config(tmp_path, sqlite_url, trials=9, sampler="random", scheduler="asha")
+    create_study(config)
+    result = run_inprocess(config)
+    trials = load_trials(config)
+    jobs = _jobs(trials)
+    assert result.failed == 0
+    by_rung = {k: [t for t in jobs if t.user_attrs[ATTR_RUNG] == k] for k in (0, 1, 2)}
+    # Every configuration ran its bottom rung exactly once.
+    assert sorted(t.user_attrs[ATTR_CONFIG] for t in by_rung[0]) == sorted(t.number for t in by_rung[0])
+    assert len(by_rung[0]) == 9
+    # One sequential worker: a promotion happens as soon as a job is in the top floor(n/3) of its
+    # rung, so at least floor(9/3) configurations reach rung 1 and at least floor(|rung1|/3) rung 2.
+    assert len(by_rung[1]) >= 3
+    assert len(by_rung[2]) >= len(by_rung[1]) // 3 >= 1
+    # The top-rung jobs are COMPLETE, the others paused (PRUNED for the samplers).
+    assert all(t.state == S.COMPLETE and t.user_attrs[ATTR_OUTCOME] == "top" for t in by_rung[2])
+    assert all(
+        t.state == S.PRUNED and t.user_attrs[ATTR_OUTCOME] == "paused" for t in by_rung[0] + by_rung[1]
+    )
+    numbers = {t.number: t for t in trials}
+    for job in by_rung[1] + by_rung[2]:
+        parent = numbers[job.user_attrs[ATTR_PARENT]]
+        assert parent.params == job.params
+        assert parent.user_attrs[ATTR_RUNG] == job.user_attrs[ATTR_RUNG] - 1
+        # The promoted job's curve continues the parent's (copied, then extended).
+        assert set(parent.intermediate_values) < set(job.intermediate_values)
+        calls = [
+            json.loads(line)
+            for line in (tmp_path / "work" / f"trial-{job.number:05d}" / "calls.jsonl").open()
+        ]
+        assert calls == [
+            {
+                "pid": calls[0]["pid"],
+                "start": [50, 150][job.user_attrs[ATTR_RUNG] - 1],
+                "budget": [150, 450][job.user_attrs[ATTR_RUNG] - 1],
+            }
+        ]
+    # Promotion respects the ranking: the best bottom-rung configuration reached the top.
+    best0 = min(by_rung[0], key=lambda t: rung_value(t) or 1e9)
+    assert best0.user_attrs[ATTR_CONFIG] in {t.user_attrs[ATTR_CONFIG] for t in by_rung[2]}
+    # Nothing is left running or claimable: unpromoted candidates stay WAITING for a later --resume.
+    assert not [t for t in trials if t.state == S.RUNNING]
+    assert all(t.user_attrs.get("mlpfctl.kind") == "promotion" for t in trials if t.state == S.WAITING)
+
+
+def test_rasda_gives_promoted_jobs_eta_times_more_ranks(tmp_path: Path, sqlite_url: str) -> None:
+    config = make_config(
+        tmp_path,
+        sqlite_url,
+        trials=6,
+        sampler="random",
+        scheduler="rasda",
+        reduction_factor=2,
+        min_resource=100,
+        max_resource=400,
+        max_ranks_per_trial=3,
+    )
+    create_study(config)
+    run_inprocess(config)
+    jobs = _jobs(load_trials(config))
+    ranks = {int(t.user_attrs[ATTR_RUNG]): int(t.user_attrs[ATTR_RANKS]) for t in jobs}
+    assert ranks[0] == 1 and ranks[1] == 2 and ranks[2] == 3  # 1, 2, 4 capped at 3
+
+
+def test_sha_and_hyperband_prune_and_complete(tmp_path: Path, sqlite_url: str) -> None:
+    for index, scheduler in enumerate(("sha", "hyperband", "median")):
+        config = make_config(
+            tmp_path,
+            sqlite_url,
+            study=f"s{index}",
+            trials=12,
+            sampler="tpe",
+            scheduler=scheduler,
+        )
+        create_study(config)
+        run_inprocess(config)
+        states = [t.state for t in load_trials(config)]
+        assert states.count(S.COMPLETE) + states.count(S.PRUNED) == 12, scheduler
+        assert states.count(S.COMPLETE) >= 1, scheduler
+
+
+def test_diverging_trials_are_pruned_and_the_study_continues(tmp_path: Path, sqlite_url: str) -> None:
+    config = make_config(
+        tmp_path, sqlite_url, trials=10, sampler="random", scheduler="none", objective="diverging"
+    )
+    create_study(config)
+    run_inprocess(config)
+    trials = load_trials(config)
+    diverged = [t for t in trials if t.user_attrs.get(ATTR_OUTCOME) == "diverged"]
+    assert diverged and all(t.state == S.PRUNED and t.params["x"] > 3 for t in diverged)
+    assert len([t for t in trials if t.state == S.COMPLETE]) == 10 - len(diverged)
+
+
+def test_multi_objective_nsga2(tmp_path: Path, sqlite_url: str) -> None:
+    config = make_config(
+        tmp_path,
+        sqlite_url,
+        trials=10,
+        sampler="nsga2",
+        scheduler="none",
+        objective="two_objectives",
+        directions=["minimize", "maximize"],
+    )
+    create_study(config)
+    run_inprocess(config)
+    complete = [t for t in load_trials(config) if t.state == S.COMPLETE]
+    assert len(complete) == 10 and all(len(t.values) == 2 for t in complete)

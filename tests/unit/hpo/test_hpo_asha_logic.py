@@ -1,0 +1,152 @@
+"""ASHA promotion decisions on hand-built rung tables (no storage, no workers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from mlpfctl.hpo.asha import (
+    ATTR_BUDGET,
+    ATTR_CONFIG,
+    ATTR_KIND,
+    ATTR_OUTCOME,
+    ATTR_PARENT,
+    ATTR_RUNG,
+    ATTR_SLOT,
+    claim_order,
+    job_ranks,
+    promotion_candidates,
+    rung_table,
+)
+from mlpfctl.hpo.schedulers import Rungs
+from mlpfctl.hpo.storage import ATTR_RETRY_OF
+
+S = optuna.trial.TrialState
+BUDGETS = Rungs(10, 90, 3).budgets  # [10, 30, 90]
+DIST = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+
+class Book:
+    """Builds a study's trial list: paused jobs with values, WAITING candidates and slots."""
+
+    def __init__(self) -> None:
+        self.trials: list[optuna.trial.FrozenTrial] = []
+
+    def _add(
+        self,
+        state: S,
+        attrs: dict[str, Any],
+        value: float | None = None,
+        inter: dict[int, float] | None = None,
+    ) -> int:
+        number = len(self.trials)
+        trial = optuna.trial.create_trial(
+            state=state,
+            params={"x": 0.5},
+            distributions=DIST,
+            user_attrs=attrs,
+            value=value if state == S.COMPLETE else None,
+            intermediate_values=inter or {},
+        )
+        trial.number = number
+        trial._trial_id = 1000 + number
+        self.trials.append(trial)
+        return number
+
+    def paused(self, config: int | None, rung: int, value: float) -> int:
+        number = len(self.trials)
+        attrs = {
+            ATTR_KIND: "new" if rung == 0 else "promotion",
+            ATTR_CONFIG: number if config is None else config,
+            ATTR_RUNG: rung,
+            ATTR_BUDGET: BUDGETS[rung],
+            ATTR_OUTCOME: "paused",
+        }
+        self._add(S.PRUNED, attrs, inter={BUDGETS[rung]: value})
+        self._add(
+            S.WAITING,
+            {
+                ATTR_KIND: "promotion",
+                ATTR_PARENT: number,
+                ATTR_RUNG: rung + 1,
+                ATTR_CONFIG: attrs[ATTR_CONFIG],
+            },
+        )
+        return number
+
+    def candidate_of(self, parent: int) -> int:
+        return next(t._trial_id for t in self.trials if t.user_attrs.get(ATTR_PARENT) == parent)
+
+    def slot(self, index: int, retry_of: int | None = None) -> int:
+        attrs: dict[str, Any] = {ATTR_KIND: "new", ATTR_SLOT: index}
+        if retry_of is not None:
+            attrs[ATTR_RETRY_OF] = retry_of
+        return 1000 + self._add(S.WAITING, attrs)
+
+
+def test_nothing_is_promoted_until_a_rung_has_eta_entries() -> None:
+    book = Book()
+    book.paused(None, 0, 1.0)
+    book.paused(None, 0, 0.5)
+    assert promotion_candidates(book.trials, eta=3, top_rung=2) == []
+    best = book.paused(None, 0, 0.1)
+    assert promotion_candidates(book.trials, eta=3, top_rung=2) == [book.candidate_of(best)]
+
+
+def test_top_floor_n_over_eta_and_best_first() -> None:
+    book = Book()
+    numbers = [book.paused(None, 0, v) for v in (0.9, 0.2, 0.7, 0.1, 0.5, 0.3)]
+    # 6 entries, eta 3: the top 2 (values 0.1 and 0.2) are promotable, best first.
+    assert promotion_candidates(book.trials, eta=3, top_rung=2) == [
+        book.candidate_of(numbers[3]),
+        book.candidate_of(numbers[1]),
+    ]
+    # Maximising flips the ranking.
+    assert promotion_candidates(book.trials, eta=3, top_rung=2, maximize=True) == [
+        book.candidate_of(numbers[0]),
+        book.candidate_of(numbers[2]),
+    ]
+
+
+def test_promoted_configs_are_not_promoted_twice_and_higher_rungs_come_first() -> None:
+    book = Book()
+    low = [book.paused(None, 0, v) for v in (0.4, 0.3, 0.2)]
+    # The best bottom-rung config was promoted: its candidate is no longer WAITING.
+    promoted = book.candidate_of(low[2])
+    next(t for t in book.trials if t._trial_id == promoted).state = S.RUNNING
+    assert promotion_candidates(book.trials, eta=3, top_rung=2) == []
+    # Three rung-1 results: the best one is promotable to rung 2, before anything at rung 0.
+    mids = [book.paused(low[2], 1, v) for v in (0.05, 0.15, 0.25)]
+    more = [book.paused(None, 0, v) for v in (0.01, 0.02, 0.03)]
+    order = promotion_candidates(book.trials, eta=3, top_rung=2)
+    assert order[0] == book.candidate_of(mids[0])
+    assert order[1:] == [book.candidate_of(more[0]), book.candidate_of(more[1])]
+
+
+def test_diverged_and_failed_jobs_never_rank() -> None:
+    book = Book()
+    for v in (0.4, 0.3, 0.2):
+        book.paused(None, 0, v)
+    book.trials[0].user_attrs[ATTR_OUTCOME] = "diverged"
+    assert [e.value for e in rung_table(book.trials)[0]] == [0.2, 0.3]
+
+
+def test_claim_order_retries_then_promotions_then_slots_by_index() -> None:
+    book = Book()
+    slot2 = book.slot(2)
+    slot0 = book.slot(0)
+    best = [book.paused(None, 0, v) for v in (0.3, 0.2, 0.1)][2]
+    retry = book.slot(1, retry_of=0)
+    order = claim_order(book.trials, promotion=True, eta=3, top_rung=2, maximize=False)
+    assert order == [retry, book.candidate_of(best), slot0, slot2]
+    assert claim_order(book.trials, promotion=False, eta=3, top_rung=2, maximize=False) == [
+        retry,
+        slot0,
+        slot2,
+    ]
+
+
+def test_rasda_rank_growth() -> None:
+    assert [job_ranks(2, k, 2, True, 16) for k in range(5)] == [2, 4, 8, 16, 16]
+    assert [job_ranks(2, k, 2, False, 16) for k in range(3)] == [2, 2, 2]

@@ -1,0 +1,89 @@
+"""Rung budgets, pruner construction, sampler registry and planned configurations."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from mlpfctl.errors import ConfigError
+from mlpfctl.hpo import samplers, schedulers
+from mlpfctl.hpo.schedulers import Rungs
+from mlpfctl.hpo.space import config_key, load_space
+
+
+def test_rung_budgets_use_exact_integer_arithmetic() -> None:
+    # math.log(243, 3) = 4.999...: Optuna's Hyperband bracket count bug; ours has all 6 rungs.
+    assert Rungs(1, 243, 3).budgets == [1, 3, 9, 27, 81, 243]
+    assert Rungs(100, 900, 3).budgets == [100, 300, 900]
+    assert Rungs(100, 1000, 3).budgets == [100, 300, 900, 1000]  # R is always the top rung
+    assert Rungs(100, 900, 3, min_early_stopping_rate=1).budgets == [300, 900]
+    assert Rungs(100, 900, 3).top == 2
+
+
+def test_bad_rungs_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="must be >= 2"):
+        Rungs(1, 10, 1)
+    with pytest.raises(ConfigError, match="exceeds max_resource"):
+        Rungs(100, 50, 2)
+    with pytest.raises(ConfigError, match=r"not multiples of train\.val_every = 40"):
+        Rungs(100, 900, 3).check_multiple_of(40, "train.val_every")
+
+
+def test_pruners_by_name() -> None:
+    rungs = Rungs(10, 90, 3)
+    assert isinstance(schedulers.make_pruner("sha", rungs), optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(schedulers.make_pruner("hyperband", rungs), optuna.pruners.HyperbandPruner)
+    assert isinstance(schedulers.make_pruner("median", rungs), optuna.pruners.MedianPruner)
+    for name in ("none", "asha", "rasda"):
+        assert isinstance(schedulers.make_pruner(name, rungs), optuna.pruners.NopPruner)
+    with pytest.raises(ConfigError) as info:
+        schedulers.check_name("bohb", 1)
+    assert "available schedulers: none, median, sha, hyperband, asha, rasda" in (info.value.hint or "")
+    with pytest.raises(ConfigError, match="single objective"):
+        schedulers.check_name("asha", 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("tpe", "TPESampler"),
+        ("gp", "GPSampler"),
+        ("cmaes", "CmaEsSampler"),
+        ("random", "RandomSampler"),
+        ("grid", "RandomSampler"),
+    ],
+)
+def test_sampler_registry(name: str, cls: str) -> None:
+    sampler = samplers.make_sampler(name, seed=1, worker_index=2, n_objectives=1)
+    assert type(sampler).__name__ == cls
+
+
+def test_sampler_errors_list_names() -> None:
+    with pytest.raises(ConfigError) as info:
+        samplers.check_name("hyperopt", 1)
+    assert "available samplers: grid, random, qmc, tpe" in (info.value.hint or "")
+    with pytest.raises(ConfigError, match="multi-objective"):
+        samplers.check_name("nsga2", 1)
+    with pytest.raises(ConfigError, match="single-objective"):
+        samplers.check_name("cmaes", 2)
+    assert (
+        type(samplers.make_sampler("nsga2", seed=0, worker_index=0, n_objectives=2)).__name__
+        == "NSGAIISampler"
+    )
+
+
+@pytest.mark.parametrize("name", ["random", "qmc"])
+def test_planned_configs_are_distinct_and_reproducible(name: str) -> None:
+    space = load_space("quadratic")
+    first = samplers.plan_configs(space, name, 40, seed=3)
+    again = samplers.plan_configs(space, name, 40, seed=3)
+    assert first == again
+    assert len({config_key(p) for p in first}) == 40
+
+
+def test_planned_random_stops_when_a_small_space_is_exhausted(tmp_path: object) -> None:
+    from mlpfctl.hpo.space import SearchSpace
+
+    space = SearchSpace.from_dict({"params": {"a": {"type": "categorical", "choices": [1, 2, 3]}}})
+    plans = samplers.plan_configs(space, "random", 10, seed=0)
+    assert sorted(p["a"] for p in plans) == [1, 2, 3]
