@@ -3,6 +3,7 @@
 #
 #   scripts/postgres-test-server.sh start DIR [PORT]   # prints the storage URL on stdout
 #   scripts/postgres-test-server.sh stop DIR
+#   scripts/postgres-test-server.sh install          # only install the server package (CI preparation)
 #
 # Needs root (it installs Debian's postgresql package if missing and runs the server as the
 # 'postgres' user). The cluster lives in DIR, listens on 127.0.0.1:PORT only, uses password
@@ -11,8 +12,8 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-if [[ -z "$cmd" || -z "$dir" ]]; then
-  echo "usage: $0 start DIR [PORT] | stop DIR" >&2
+if [[ -z "$cmd" || ( -z "$dir" && "$cmd" != install ) ]]; then
+  echo "usage: $0 start DIR [PORT] | stop DIR | install" >&2
   exit 2
 fi
 
@@ -42,6 +43,7 @@ if [[ -z "$(pg_bin)" ]]; then
     exit 4
   }
 fi
+[[ "$cmd" == install ]] && exit 0
 bin=$(pg_bin)
 port=${3:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 password=$(python3 -c 'import secrets; print(secrets.token_hex(12))')

@@ -236,6 +236,10 @@ def mlpf_objective(ctx: TrialContext) -> float | list[float]:
         result = train(request)
     except DivergedError as exc:
         raise Diverged(f"training diverged: {exc}", "the study continues") from None
+    if result.status == "checkpointed":
+        # The training loop caught SIGTERM/SIGUSR1 (SLURM preemption), checkpointed and returned:
+        # not a result. The worker fails the trial and re-queues it, then stops.
+        raise KeyboardInterrupt
     if result.status == "pruned":
         import optuna
 

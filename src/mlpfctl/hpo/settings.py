@@ -118,7 +118,8 @@ class StudySettings:
             poll_interval=hpo.poll_interval,
             timeout=hpo.timeout,
             workdir=str(Path(workdir).resolve()),
-            base_config={k: v for k, v in to_dict(config, mask_secrets=False).items() if k != "hpo"},
+            # Secrets (storage URLs with passwords) never enter the study: training needs none.
+            base_config={k: v for k, v in to_dict(config, mask_secrets=True).items() if k != "hpo"},
         )
         settings.rungs.budgets  # noqa: B018 - validates r, R, eta, s now rather than in a worker
         if hpo.objective is None:

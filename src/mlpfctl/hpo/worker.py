@@ -232,13 +232,16 @@ class Worker:
         s = self.settings
         number = frozen.number
         kind = attrs.get(ATTR_KIND, "new")
-        if kind == "new" and ATTR_CONFIG not in attrs:
-            attrs[ATTR_CONFIG] = number
-            trial.set_user_attr(ATTR_CONFIG, number)
+        if kind == "new":
+            # Each key on its own: a worker killed between two of these writes leaves a retry
+            # that carries only some of them.
+            defaults: dict[str, Any] = {ATTR_CONFIG: number}
             if s.promotion:
-                attrs.update({ATTR_RUNG: 0, ATTR_START: 0, ATTR_BUDGET: self.budgets[0]})
-                for key in (ATTR_RUNG, ATTR_START, ATTR_BUDGET):
-                    trial.set_user_attr(key, attrs[key])
+                defaults.update({ATTR_RUNG: 0, ATTR_START: 0, ATTR_BUDGET: self.budgets[0]})
+            for key, value in defaults.items():
+                if key not in attrs:
+                    attrs[key] = value
+                    trial.set_user_attr(key, value)
         params = self.space.suggest(trial)
         if kind == "new" and ATTR_RETRY_OF not in attrs:
             duplicate = self._duplicate_of(frozen, params)

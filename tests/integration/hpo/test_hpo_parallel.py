@@ -22,6 +22,7 @@ from mlpfctl.hpo.storage import ATTR_RETRY_OF, open_storage, parse_url
 from .hpo_helpers import FAKE, RUNGS, argv
 
 S = optuna.trial.TrialState
+pytestmark = pytest.mark.slow  # real worker processes, heartbeats and grace periods: 10-45 s each
 GRID_SPACE = """
 [params.a]
 type = "categorical"

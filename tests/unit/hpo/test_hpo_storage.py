@@ -43,3 +43,22 @@ def test_hpo_section_validates_choices(tmp_path: Path) -> None:
         resolve(None, [Override("hpo.scheduler", "bohb", "test")], env={}, cwd=tmp_path)
     with pytest.raises(ConfigError):
         resolve(None, [Override("hpo.reduction_factor", "1", "test")], env={}, cwd=tmp_path)
+
+
+def test_study_settings_never_store_a_password(tmp_path: Path) -> None:
+    """The settings travel in the study (readable by anyone with the storage, optuna-dashboard)."""
+    import json
+
+    from mlpfctl.config.loader import schema_fields
+    from mlpfctl.hpo.settings import StudySettings
+
+    url = "postgresql+psycopg://u:pw123@h/db"
+    overrides = [
+        Override(key, url, "test") for key, info in schema_fields().items() if info.meta.get("secret")
+    ]
+    overrides += [
+        Override("hpo.objective", f"{Path(__file__)}:test_url_kinds", "test"),
+        Override("hpo.space", "quadratic", "test"),
+    ]
+    config = resolve(None, overrides, env={}, cwd=tmp_path).config
+    assert "pw123" not in json.dumps(StudySettings.from_config(config, "s").to_dict())
