@@ -2,7 +2,7 @@
 pad-to-max batches without a mask (the reference's way), side by side.
 
 Run:  .venv/bin/python -m benchmarks.train_throughput [--data DIR] [--steps 8] [--device cpu|cuda]
-      (without --data, 400 ee -> ttbar events are generated into a temporary directory)
+      (without --data, the embedded dataset, 2000 ee -> ttbar events, is generated into a temp dir)
 
 Modes, interleaved step by step so machine noise hits all alike:
   bucketed+masked   BucketBatchSampler (events of similar length share a batch, at most
@@ -44,7 +44,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=None)
-    parser.add_argument("--events", type=int, default=400, help="events to generate without --data")
+    parser.add_argument("--events", type=int, default=2000, help="events to generate without --data")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per mode")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max-elements", type=int, default=8192)
@@ -103,6 +103,8 @@ def main() -> int:
             opt=torch.optim.AdamW(model.parameters(), lr=1e-4),
             loader=iter(make_loader(dataset, mode["batches"], 0, pad_to=mode["pad_to"])),
             rates=[],
+            seconds=0.0,
+            events=0,
             elem_rates=[],
             flops=[],
             padded=[],
@@ -133,6 +135,8 @@ def main() -> int:
             if i < opts.warmup:
                 continue
             real = batch.mask.sum(dim=1).tolist()
+            mode["seconds"] += seconds
+            mode["events"] += batch.num_events
             mode["rates"].append(batch.num_events / seconds)
             mode["elem_rates"].append(sum(real) / seconds)
             mode["flops"].append(train_flops(mode["model"], mode["spec"], real) / seconds)
@@ -143,6 +147,7 @@ def main() -> int:
         flops = statistics.median(mode["flops"])
         results[name] = {
             "events_per_s": statistics.median(mode["rates"]),
+            "events_per_s_total": mode["events"] / mode["seconds"],
             "elements_per_s": statistics.median(mode["elem_rates"]),
             "tflops": flops / 1e12,
             "mfu": flops / peak if peak else None,
@@ -152,6 +157,9 @@ def main() -> int:
     base = results["bucketed+masked"]["events_per_s"]
     for name in ("pad-to-max", "pad-to-dataset"):
         results[f"speedup_vs_{name}"] = base / results[name]["events_per_s"]
+        results[f"speedup_total_vs_{name}"] = (
+            results["bucketed+masked"]["events_per_s_total"] / results[name]["events_per_s_total"]
+        )
 
     from rich.console import Console
     from rich.table import Table
@@ -175,7 +183,11 @@ def main() -> int:
     for name in ("pad-to-max", "pad-to-dataset"):
         ratio = results[f"speedup_vs_{name}"]
         verdict = "meets" if ratio >= TARGET_RATIO else "misses"
-        console.print(f"bucketed+masked vs {name}: {ratio:.2f}x ({verdict} the {TARGET_RATIO}x target)")
+        total = results[f"speedup_total_vs_{name}"]
+        console.print(
+            f"bucketed+masked vs {name}: {ratio:.2f}x median per step, {total:.2f}x total "
+            f"({verdict} the {TARGET_RATIO}x target)"
+        )
     settings = {
         "preset": opts.preset,
         "params": params,

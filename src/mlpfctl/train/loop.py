@@ -524,6 +524,7 @@ def _train(ctx: Context) -> TrainResult:
                         record = {
                             "step": float(step),
                             **{k: v for k, v in metrics.items() if k != "confusion"},
+                            "val_loss": metrics["Total"],  # the name HPO objectives report
                         }
                         ctx.history.append(record)
                         log.write("valid", step, metrics)

@@ -135,7 +135,7 @@ class PruneAt:
         self.step = step
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> str:
-        assert "Total" in metrics
+        assert metrics["val_loss"] == metrics["Total"] and "eff/ch.had" in metrics
         return "prune" if step >= self.step else "continue"
 
 

@@ -44,3 +44,19 @@ def test_evaluate_and_export_need_a_run(tmp_path: Path) -> None:
     assert_user_error(run_cli("evaluate", str(tmp_path / "none")), "does not exist")
     (tmp_path / "run").mkdir()
     assert_user_error(run_cli("export", str(tmp_path / "run")), "config.toml")
+
+
+def test_help_of_training_commands_stays_light() -> None:
+    import subprocess
+    import sys
+
+    for command in ("train", "evaluate", "export"):
+        code = (
+            "import sys\nfrom mlpfctl.cli.app import run\n"
+            f"rc = run([{command!r}, '--help'])\n"
+            "print('HEAVY=' + ','.join(m for m in ('torch', 'optuna', 'matplotlib') if m in sys.modules))\n"
+            "sys.exit(rc)\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.rstrip().endswith("HEAVY="), (command, proc.stdout[-200:])
