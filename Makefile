@@ -36,7 +36,7 @@ typecheck: venv
 pytest: venv
 	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: services lint typecheck pytest
 
 demo: venv
 	@bash scripts/demo.sh
