@@ -50,6 +50,10 @@ def test_strong_scaling_1_and_2_ranks(ttbar_dir: Path, tmp_path: Path) -> None:
     assert rows[1]["speedup"] == pytest.approx(1.0) and rows[1]["comm_share"] is None
     assert rows[2]["comm_share"] is not None and 0 <= rows[2]["comm_share"] <= 1
     assert rows[2]["efficiency"] == pytest.approx(rows[2]["speedup"] / 2)
+    # strong scaling keeps the global batch: 2 ranks x half the events per rank step ~ 1 rank's events
+    global_1 = rows[1]["events_per_rank_step"]
+    global_2 = 2 * rows[2]["events_per_rank_step"]
+    assert global_2 == pytest.approx(global_1, rel=0.35)
     # strong scaling: each of the 2 ranks gets half the world-1 element budget
     record = json.loads((out / "train-strong-world_size2.json").read_text())
     assert record["settings"]["max_elements_per_batch"] == 1024
