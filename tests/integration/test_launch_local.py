@@ -58,3 +58,18 @@ def test_crashing_rank_is_reported() -> None:
 def test_bad_nproc() -> None:
     with pytest.raises(UsageError):
         launch_local(_fail_on_rank_one, 0)
+
+
+def _threads() -> tuple[str, int]:
+    import torch
+
+    return os.environ["OMP_NUM_THREADS"], torch.get_num_threads()
+
+
+def test_ranks_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    expected = max(1, cores // 2)
+    assert launch_local(_threads, 2) == (str(expected), expected)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert launch_local(_threads, 2) == ("1", 1)

@@ -14,6 +14,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -23,6 +24,10 @@ from mlpfctl import errors
 from mlpfctl.errors import MlpfctlError, RuntimeFailure
 
 _FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -35,6 +40,8 @@ def _child(
     fn: Callable[..., Any], args: tuple[Any, ...], env: dict[str, str], rank: int, results: Any
 ) -> None:
     os.environ.update(env)
+    if "torch" in sys.modules:  # imported while unpickling: the variable came too late for it
+        sys.modules["torch"].set_num_threads(int(env["OMP_NUM_THREADS"]))
     try:
         value = fn(*args)
     except MlpfctlError as exc:
@@ -76,6 +83,13 @@ def launch_local(
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = master_port or free_port()
+    # Like torchrun: the ranks share the cores instead of each starting one thread per core, which
+    # oversubscribes the CPU and makes N ranks slower than one. An explicit setting wins.
+    threads = (
+        (env or {}).get("OMP_NUM_THREADS")
+        or os.environ.get("OMP_NUM_THREADS")
+        or str(max(1, _usable_cores() // nprocs))
+    )
     procs = []
     for rank in range(nprocs):
         child_env = {
@@ -87,6 +101,7 @@ def launch_local(
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port),
             "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"),
+            "OMP_NUM_THREADS": threads,
         }
         proc = ctx.Process(target=_child, args=(fn, args, child_env, rank, results), daemon=False)
         procs.append(proc)
