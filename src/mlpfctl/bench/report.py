@@ -155,6 +155,7 @@ def plot_table(table: Table, directory: Path, fit: dict[str, Any] | None = None)
         axes[2].axhline(100, color="k", linestyle="--")
         axes[2].set_ylabel("parallel efficiency [%]")
         for ax in axes:
+            ax.set_ylim(bottom=0)  # a zoomed axis would make noise look like scaling
             ax.set_xlabel(x_key.replace("_", " "))
             ax.set_xticks(xs)
             ax.grid(alpha=0.3)
