@@ -10,6 +10,7 @@ Each point runs ``mlpfctl hpo run`` (what users run) on its own SQLite study and
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,8 +40,11 @@ class HpoPoint:
 def run_campaign(point: HpoPoint, quiet: bool = True) -> float:
     """Run the campaign with ``point.workers`` workers; returns its wall-clock seconds."""
     db = point.out_dir / f"hpo-w{point.workers}.db"
-    if db.exists():
-        db.unlink()  # a scaling point always measures a fresh campaign
+    workdir = point.out_dir / f"work-w{point.workers}"
+    # A scaling point always measures a fresh campaign: no study, trial directory or checkpoint
+    # of an earlier run may be reused.
+    db.unlink(missing_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)
     cmd = [
         sys.executable,
         "-m",
@@ -52,6 +56,8 @@ def run_campaign(point: HpoPoint, quiet: bool = True) -> float:
         "--workers",
         str(point.workers),
         *point.run_args,
+        "--set",
+        f"hpo.workdir={workdir.resolve()}",
     ]
     env = {**os.environ, "MLPFCTL_HPO__STORAGE": point.storage}
     start = time.perf_counter()

@@ -146,8 +146,6 @@ def test_hpo_scaling_1_and_2_workers(tmp_path: Path) -> None:
         "3",
         "--seed",
         "3",
-        "--set",
-        f"hpo.workdir={tmp_path / 'work'}",
         env={"HPO_FAKE_SLEEP": "0.02", "MLPFCTL_HPO_NO_DEVICE_PROBE": "1"},
     )
     assert proc.returncode == 0, proc.stderr
@@ -161,6 +159,7 @@ def test_hpo_scaling_1_and_2_workers(tmp_path: Path) -> None:
     assert any(r["time_to_target_s"] is not None for r in rows.values())
     assert rows[2]["efficiency"] == pytest.approx(rows[2]["speedup"] / 2)
     assert (out / "hpo.png").is_file() and (out / "hpo-w2.db").is_file()
+    assert (out / "work-w1").is_dir() and (out / "work-w2").is_dir()  # no trial directory shared
 
 
 def test_hpo_scaling_refuses_its_own_options(tmp_path: Path) -> None:
