@@ -35,6 +35,8 @@ HPO_COLUMNS = [
     ("trials", "trials", "{:.0f}"),
     ("promotions", "promotions", "{:.0f}"),
     ("resumed", "resumed_from_checkpoint", "{:.0f}"),
+    ("steps", "steps_consumed", "{:.0f}"),
+    ("utilisation", "utilisation", "{:.0%}"),
     ("best loss", "best_value", "{:.4f}"),
     ("speedup", "speedup", "{:.2f}"),
     ("efficiency", "efficiency", "{:.1%}"),
