@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import operator
 import os
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,14 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise TypeError(f"unsupported config type {tp!r}")
 
 
+_RULES: dict[str, tuple[str, Callable[[float, float], bool]]] = {
+    "ge": (">=", operator.ge),
+    "gt": (">", operator.gt),
+    "le": ("<=", operator.le),
+    "lt": ("<", operator.lt),
+}
+
+
 def _check_rules(info: FieldInfo, value: Any, source: str) -> None:
     meta = info.meta
     items = value if isinstance(value, list) else [value]
@@ -201,15 +210,9 @@ def _check_rules(info: FieldInfo, value: Any, source: str) -> None:
             hint = (f"did you mean '{guess}'? " if guess else "") + f"allowed: {', '.join(map(str, choices))}"
             raise ConfigError(f"config key '{info.key}': value {item!r} ({source}) is not allowed", hint)
         if isinstance(item, int | float) and not isinstance(item, bool):
-            for rule, ok in (
-                ("ge", item >= (meta.get("ge") or 0)),
-                ("gt", item > (meta.get("gt") or 0)),
-                ("le", item <= (meta.get("le") or 0)),
-                ("lt", item < (meta.get("lt") or 0)),
-            ):
+            for rule, (symbol, holds) in _RULES.items():
                 bound = meta.get(rule)
-                if bound is not None and not ok:
-                    symbol = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[rule]
+                if bound is not None and not holds(item, bound):
                     raise ConfigError(
                         f"config key '{info.key}': value {item!r} ({source}) must be {symbol} {bound}",
                         f"{info.doc} Set a value {symbol} {bound}.",
