@@ -4,46 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import platform
 import statistics
-import subprocess
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def git_sha() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            check=False,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
-
-
 def environment() -> dict[str, Any]:
-    from mlpfctl import __version__
-    from mlpfctl.backends.hostinfo import host_summary
+    """Date, machine, software versions and git SHA: the same facts scale-bench records carry."""
+    from mlpfctl.bench.records import git_sha, machine, software_versions
 
-    versions: dict[str, str | None] = {"mlpfctl": __version__, "python": platform.python_version()}
-    for module in ("torch", "optuna", "numpy"):
-        try:
-            versions[module] = __import__(module).__version__
-        except ImportError:
-            versions[module] = None
-    host = host_summary()
+    host = machine()
+    sha = git_sha()
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {k: host[k] for k in ("cpu_model", "logical_cores", "memory_bytes", "os")},
-        "versions": versions,
-        "git_sha": git_sha(),
+        "versions": software_versions(),
+        "git_sha": sha[:7] if sha else None,
     }
 
 
@@ -61,10 +39,7 @@ def median(values: list[float]) -> float:
 
 
 def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    pos = q * (len(ordered) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
+    """Linear-interpolated quantile, q in [0, 1]."""
+    from mlpfctl.bench.timing import percentile
+
+    return float(percentile(values, 100.0 * q))
