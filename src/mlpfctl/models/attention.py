@@ -96,15 +96,7 @@ class AttentionMLPF(nn.Module):
         super().__init__()
         self.spec = spec
         d = spec.embed_dim
-        self.encode = InputEncoding(
-            spec.num_features,
-            spec.num_element_types,
-            spec.width,
-            d,
-            spec.activation,
-            spec.dropout,
-            spec.input_encoding,
-        )
+        self.encode = InputEncoding.for_spec(spec)
         self.layers = nn.ModuleList(
             PreLnSelfAttentionLayer(
                 d, spec.num_heads, spec.head_dim, spec.width, spec.activation, spec.dropout

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from mlpfctl.errors import ConfigError
+from mlpfctl.models.spec import ModelSpec
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
@@ -49,6 +50,19 @@ class InputEncoding(nn.Module):
         self.mode = mode
         out = dim * num_types if mode == "split" else dim
         self.net = ffn(num_features, width, out, act, dropout)
+
+    @classmethod
+    def for_spec(cls, spec: ModelSpec) -> InputEncoding:
+        """The encoding every model type builds from its spec (embedding width ``spec.embed_dim``)."""
+        return cls(
+            spec.num_features,
+            spec.num_element_types,
+            spec.width,
+            spec.embed_dim,
+            spec.activation,
+            spec.dropout,
+            spec.input_encoding,
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.net(x)
