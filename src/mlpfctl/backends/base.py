@@ -46,6 +46,9 @@ class BackendAdapter(ABC):
     """One device kind. Adapters are stateless; ``probe()`` never raises and creates no context."""
 
     name: ClassVar[str]
+    # The torch device type of this adapter's devices: it names the device half of a
+    # device-qualified process group ("cpu:gloo,cuda:nccl", mlpfctl.launch.process_group).
+    device_type: ClassVar[str] = "cpu"
 
     def __init__(self) -> None:
         self.descriptor: BackendDescriptor = load_descriptor(self.name)
@@ -123,6 +126,30 @@ class BackendAdapter(ABC):
 
     def device_name(self, device: torch.device) -> str:
         return self.name
+
+    def step_boundary(self, device: torch.device) -> None:  # noqa: B027 (eager devices need nothing)
+        """Called by the training loop after backward and after ``optimizer.step()``.
+
+        A no-op by default; lazy-execution devices flush their accumulated graph here (Gaudi lazy
+        mode: ``htcore.mark_step()``).
+        """
+
+    def generator_state(self, device: torch.device) -> Any:
+        """The state of ``device``'s default random generator, saved in checkpoints so that a
+        resumed run draws the same dropout masks; None on the host (``torch.get_rng_state``)."""
+        if device.type == "cpu":
+            return None
+        import torch
+
+        return torch.get_device_module(device.type).get_rng_state(device)
+
+    def set_generator_state(self, device: torch.device, state: Any) -> None:
+        """Restore what ``generator_state`` returned."""
+        if device.type == "cpu" or state is None:
+            return
+        import torch
+
+        torch.get_device_module(device.type).set_rng_state(state, device)
 
     def synchronize(self, device: torch.device) -> None:  # noqa: B027 (host devices queue nothing)
         """Wait for queued device work (timing must not measure only the launch)."""

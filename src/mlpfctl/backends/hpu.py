@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 class HpuAdapter(BackendAdapter):
     name = "hpu"
+    device_type = "hpu"
 
     def _probe(self) -> ProbeResult:
         htorch = probes.import_optional("habana_frameworks.torch")

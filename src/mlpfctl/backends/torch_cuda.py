@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 
 class TorchCudaAdapter(BackendAdapter):
+    device_type = "cuda"  # ROCm builds use the torch.cuda device type too
+
     def setup_process(self, local_rank: int) -> torch.device:
         import torch
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 class XpuAdapter(BackendAdapter):
     name = "xpu"
+    device_type = "xpu"
 
     def _probe(self) -> ProbeResult:
         torch = probes.torch_module()

@@ -68,22 +68,20 @@ def _peak_rss_mib() -> float:
 def rank_main(request: PointRequest) -> dict[str, Any]:
     """Runs on every rank (spawned by launch_local, or under torchrun/srun); rank 0's dict is the point."""
     import torch
-    import torch.distributed as dist
 
     from mlpfctl.bench.energy import EnergyMeter
     from mlpfctl.bench.timing import StepTimes, percentile
     from mlpfctl.models.flops import train_flops
-    from mlpfctl.train import loop
-    from mlpfctl.train.api import TrainRequest
-    from mlpfctl.train.optim import build_optimizer, build_scheduler
+    from mlpfctl.train.context import setup_rank
+    from mlpfctl.train.data_streams import Position
+    from mlpfctl.train.step import Optimization, train_step
+    from mlpfctl.train.types import TrainRequest
 
     with tempfile.TemporaryDirectory(prefix="mlpfctl-scale-") as tmp:
-        ctx, backend = loop.setup_rank(TrainRequest(config=request.config, run_dir=Path(tmp), quiet=True))
+        ctx = setup_rank(TrainRequest(config=request.config, run_dir=Path(tmp), quiet=True))
+        backend = ctx.backend
         try:
-            lr, _ = loop.scaled_lr(ctx.cfg, ctx.world_size)
-            optimizer = build_optimizer(ctx.model.parameters(), ctx.cfg.train, lr)
-            scheduler = build_scheduler(optimizer, ctx.cfg.train)
-            scaler = torch.amp.GradScaler(ctx.device.type) if ctx.autocast_dtype == torch.float16 else None
+            opt = Optimization.build(ctx)
 
             def sync() -> None:
                 backend.synchronize(ctx.device)
@@ -91,34 +89,23 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
             backend.reset_peak_memory(ctx.device)
             meter = EnergyMeter(ctx.device)
 
-            def batches() -> Any:
-                epoch = 0
-                while True:
-                    yield from ctx.data.loader(ctx.data.train, ctx.data.epoch_batches(epoch))
-                    epoch += 1
-
             def one_step(stream: Any, no_sync: bool) -> tuple[float, float, Any]:
                 sync()
                 t0 = time.perf_counter()
                 batch = next(stream)
                 t1 = time.perf_counter()
-                counts = torch.tensor(
-                    [batch.num_elements, float((batch.target_cls != 0).sum()), batch.num_events, 0.0],
-                    dtype=torch.float64,
-                )
-                loop.all_reduce(counts, ctx.world_size)
                 guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-                if no_sync and ctx.world_size > 1:
+                if no_sync and ctx.dist.active:
                     guard = ctx.model.no_sync()  # type: ignore[operator]  # DDP-wrapped model
                 with guard:
-                    loop.train_step(ctx, batch, optimizer, scheduler, scaler, counts)
+                    train_step(ctx, opt, batch)
                 sync()
                 t2 = time.perf_counter()
                 return t1 - t0, t2 - t1, batch
 
             times = StepTimes(warmup=request.warmup)
             flops = 0.0
-            stream = batches()
+            stream = (batch for batch, _ in ctx.data.training(Position()))
             meter.sample()
             for i in range(request.warmup + request.steps):
                 if i == request.warmup:
@@ -126,7 +113,7 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
                     meter.sample()
                 data_s, compute_s, batch = one_step(stream, no_sync=False)
                 meter.sample()
-                # this rank's own events: the all-reduce below sums the ranks (counts is already global)
+                # this rank's own events: the all-reduce below sums the ranks
                 times.record(data_s, compute_s, batch.num_events, batch.num_elements)
                 if i >= request.warmup:
                     lengths = batch.mask.sum(dim=1).tolist()
@@ -152,12 +139,11 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
             )
             device_peak = float(backend.memory_stats(ctx.device).get("peak_allocated_bytes", 0))
             per_rank_peak = torch.tensor([device_peak])
-            if ctx.world_size > 1:
-                dist.all_reduce(totals[:4])
-                rss = totals[4:5].clone()
-                dist.all_reduce(rss, op=dist.ReduceOp.MAX)
-                totals[4] = rss[0]
-                dist.all_reduce(per_rank_peak, op=dist.ReduceOp.MAX)
+            # Host tensors: gloo reduces them whatever library serves the device (cpu:gloo,...).
+            sums = ctx.dist.all_reduce(totals[:4].clone())
+            rss = ctx.dist.all_reduce(totals[4:5].clone(), "max")
+            totals = torch.cat([sums, rss])
+            ctx.dist.all_reduce(per_rank_peak, "max")
             wall = sum(times.step_s())
             events, elements, flops_all, joules, rss_mib = (float(v) for v in totals)
             summary.update(
@@ -183,9 +169,7 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
             )
             return summary
         finally:
-            if ctx.world_size > 1 and dist.is_initialized():
-                with contextlib.suppress(Exception):
-                    dist.destroy_process_group()
+            ctx.close()
 
 
 def run_point(request: PointRequest) -> dict[str, Any]:

@@ -24,6 +24,12 @@ class RunSection:
     seed: int = setting(0, "Global random seed (data order, initialisation, sampling).", ge=0)
     out_dir: str = setting("runs", "Parent directory of run directories.")
     name: str | None = setting(None, "Run name (default: <command>-<timestamp>).")
+    force_process_group: bool = setting(
+        False,
+        "Create a torch.distributed process group (and DDP) even for a single process, so that "
+        "the collectives really run through the backend's library (NCCL/RCCL/HCCL/XCCL); used by "
+        "scripts/gpu-check.sh.",
+    )
 
 
 @dataclass

@@ -37,6 +37,11 @@ class Batch:
             **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
         )
 
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked host memory (DataLoader ``pin_memory=True`` calls this), so
+        that ``to(device, non_blocking=True)`` really overlaps the copy with compute."""
+        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+
     @property
     def num_events(self) -> int:
         return int(self.X.shape[0])

@@ -184,11 +184,6 @@ class _PrunerHooks:
         return "stop" if step >= self.budget else "continue"
 
 
-def _lr_factor(rule: str, ranks: int, base_ranks: int) -> float:
-    ratio = ranks / base_ranks
-    return {"linear": ratio, "sqrt": math.sqrt(ratio)}.get(rule, 1.0)
-
-
 def mlpf_objective(ctx: TrialContext) -> float | list[float]:
     """Train MLPF with the trial's parameters up to ``ctx.budget`` steps; the objective is val loss."""
     try:

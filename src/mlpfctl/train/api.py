@@ -7,61 +7,18 @@ many local ranks (``mlpfctl.launch.local``); under torchrun or srun every proces
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from dataclasses import dataclass
 
-from mlpfctl.config.schema import Config
 from mlpfctl.errors import Checkpointed, DataError, MlpfctlError, RuntimeFailure, UsageError
+from mlpfctl.train.types import (
+    DECISIONS,
+    DivergedError,
+    TrainHooks,
+    TrainRequest,
+    TrainResult,
+)
 
-DECISIONS = ("continue", "prune", "stop")
-
-
-class TrainHooks(Protocol):
-    """Callbacks into the caller (HPO). Implementations must be picklable: they travel to ranks."""
-
-    def on_validation(self, step: int, metrics: dict[str, float]) -> str:
-        """Called on rank 0 after each validation; returns "continue", "prune" or "stop"."""
-        ...
-
-
-@dataclass
-class TrainRequest:
-    config: Config
-    run_dir: Path
-    nproc: int = 1
-    resume: Path | None = None
-    hooks: TrainHooks | None = None
-    quiet: bool = False
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    status: str  # "completed" | "pruned" | "stopped" | "checkpointed"
-    step: int
-    val_loss: float | None
-    best_val_loss: float | None
-    history: list[dict[str, float]] = field(default_factory=list)
-    checkpoint: Path | None = None
-    events_per_s: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_dir": str(self.run_dir),
-            "status": self.status,
-            "step": self.step,
-            "val_loss": self.val_loss,
-            "best_val_loss": self.best_val_loss,
-            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-            "events_per_s": self.events_per_s,
-            "history": self.history,
-        }
-
-
-class DivergedError(RuntimeFailure):
-    """The loss became NaN/inf or exploded; HPO prunes the trial."""
-
+__all__ = ["DECISIONS", "DivergedError", "TrainHooks", "TrainRequest", "TrainResult", "train"]
 
 # Errors that cross the process boundary by name (exceptions with extra fields pickle badly).
 _ERRORS: dict[str, type[MlpfctlError]] = {

@@ -4,11 +4,13 @@ signals, evaluation against the baseline and ONNX export."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ import torch
 from mlpfctl.config.loader import parse_set, resolve
 from mlpfctl.config.schema import Config
 from mlpfctl.errors import EXIT_CHECKPOINTED
+from mlpfctl.launch.local import launch_local
 from mlpfctl.train import checkpoint as ckpt
 from mlpfctl.train.api import DivergedError, TrainRequest, TrainResult, train
 from mlpfctl.train.runlog import read_metrics
@@ -188,3 +191,49 @@ def test_export_checks_onnx_against_pytorch(trained: TrainResult, tmp_path: Path
     assert result["ok"] and out.stat().st_size > 10_000
     assert len(result["element_counts"]) > 1  # the dynamic element axis was exercised
     assert max(result["max_abs_diff"].values()) <= result["atol"]
+
+
+def test_on_a_signal_no_rank_returns_before_the_checkpoint_is_on_disk(
+    ttbar_dir: Path, tmp_path: Path
+) -> None:
+    """Both ranks get SIGTERM: they agree on a step, rank 0 writes its checkpoint, and rank 1
+    leaves the loop only after the file is complete (a launcher that ends the job step at the
+    first non-zero exit, srun --kill-on-bad-exit, must not cut rank 0's write short)."""
+    cfg = config(ttbar_dir, "train.steps=100000", "train.batch_events=4", "train.log_every=1")
+    request = TrainRequest(cfg, tmp_path / "run", quiet=True)
+    result = launch_local(signalled_rank, 2, (request,))
+    seen = json.loads((tmp_path / "run" / "rank1.json").read_text())
+    assert result.status == "checkpointed" and seen["step"] == result.step >= 1
+    assert ckpt.checkpoint_path(tmp_path / "run", result.step).name in seen["on_disk"]
+
+
+def signalled_rank(request: TrainRequest) -> TrainResult:
+    """A rank that signals itself once training runs, then records what is on disk when its
+    loop returns. Rank 0 writes on a slow file system (1 s per checkpoint)."""
+    import threading
+
+    from mlpfctl.launch.runenv import RunEnv
+    from mlpfctl.train.loop import run_rank
+
+    rank = RunEnv.from_env().rank
+    if rank == 0:
+        fast_save = ckpt.save
+
+        def slow_save(*args: Any, **kwargs: Any) -> Path:
+            time.sleep(1.0)
+            return fast_save(*args, **kwargs)
+
+        ckpt.save = slow_save  # type: ignore[assignment]
+
+    def stop_when_training() -> None:
+        while not (request.run_dir / "metrics.jsonl").is_file():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_training, daemon=True).start()
+    result = run_rank(request)
+    if rank == 1:
+        on_disk = [p.name for p in ckpt.list_checkpoints(request.run_dir)]
+        text = json.dumps({"step": result.step, "on_disk": on_disk})
+        (request.run_dir / "rank1.json").write_text(text)
+    return result

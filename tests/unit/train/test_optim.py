@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mlpfctl.config.loader import parse_set, resolve
-from mlpfctl.train.loop import scaled_lr
+from mlpfctl.train.context import scaled_lr
 from mlpfctl.train.optim import Lamb, Schedule, build_optimizer, build_scheduler, lr_scale_factor
 
 
