@@ -4,6 +4,7 @@ torchrun/srun, where each rank reads its rank from the environment).
     mlpfctl train --data data/ee_ttbar --steps 200
     mlpfctl train --data data/ee_ttbar --steps 200 --nproc 2 --set train.lr_scaling=sqrt
     mlpfctl train --resume runs/train-20260101-120000          # continue exactly
+    mlpfctl train --data data/ee_ttbar --steps 100000 --max-time 25m   # stop cleanly at 25 min
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def train(
     model: Annotated[str | None, typer.Option("--model", help="attention or gnnlsh (model.type).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="clic or tiny (model.preset).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (train.lr).")] = None,
+    max_time: Annotated[
+        str | None,
+        typer.Option(
+            "--max-time",
+            help="Wall-clock budget, e.g. 90s, 25m, 1.5h: stop cleanly, validate, checkpoint, exit 0 "
+            "(train.max_time).",
+        ),
+    ] = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue a run: its directory or a checkpoint file.")
     ] = None,
@@ -70,6 +79,7 @@ def train(
         "model.type": ("--model", model),
         "model.preset": ("--preset", preset),
         "train.lr": ("--lr", lr),
+        "train.max_time": ("--max-time", max_time),
     }
     resolved = load_config(config, sets, flags)
     cfg = resolved.config

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -17,14 +17,25 @@ def setting(
     lt: float | None = None,
     choices: Sequence[Any] | None = None,
     secret: bool = False,
+    check: Callable[[Any], object] | None = None,
 ) -> Any:
     """A config field.
 
     ``doc`` is shown by ``mlpfctl config show`` and in errors; ``ge/gt/le/lt`` bound numbers (each
     element of a list too); ``choices`` restricts the allowed values; ``secret`` masks the value
-    in any printed output (passwords in storage URLs).
+    in any printed output (passwords in storage URLs); ``check`` parses a value and raises
+    ValueError("<what is wrong>") for a bad one (formats such as durations).
     """
-    metadata = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "secret": secret}
+    metadata = {
+        "doc": doc,
+        "ge": ge,
+        "gt": gt,
+        "le": le,
+        "lt": lt,
+        "choices": choices,
+        "secret": secret,
+        "check": check,
+    }
     if isinstance(default, list | dict):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata)

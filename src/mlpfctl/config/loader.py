@@ -209,6 +209,14 @@ def _check_rules(info: FieldInfo, value: Any, source: str) -> None:
             guess = _suggest(str(item), [str(c) for c in choices])
             hint = (f"did you mean '{guess}'? " if guess else "") + f"allowed: {', '.join(map(str, choices))}"
             raise ConfigError(f"config key '{info.key}': value {item!r} ({source}) is not allowed", hint)
+        check = meta.get("check")
+        if check is not None:
+            try:
+                check(item)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"config key '{info.key}': value {item!r} ({source}) {exc}", info.doc
+                ) from None
         if isinstance(item, int | float) and not isinstance(item, bool):
             for rule, (symbol, holds) in _RULES.items():
                 bound = meta.get(rule)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlpfctl.config.fields import setting
+from mlpfctl.durations import parse_duration
 
 
 @dataclass
@@ -192,6 +193,13 @@ class TrainSection:
     log_every: int = setting(10, "Write a training-loss record to metrics.jsonl every N steps.", ge=1)
     checkpoint_every: int = setting(100, "Write a checkpoint every N steps (and at the end).", ge=1)
     keep_checkpoints: int = setting(3, "Keep the newest K checkpoints.", ge=1)
+    max_time: str | None = setting(
+        None,
+        "Wall-clock budget of the run (90s, 25m, 1.5h, 1h30m; a plain number is seconds): all ranks "
+        "stop together before it is spent, with a final validation and checkpoint, and exit 0 "
+        "(result.json: status time_limit). None = no budget.",
+        check=parse_duration,
+    )
     batch_events: int | None = setting(
         None,
         "Events per rank per step with pad-to-the-longest batches (None = length-bucketed batches of at "

@@ -5,7 +5,7 @@
 * ``metrics_processor``       windows of loss values, divergence check, throughput, progress
 * ``validator``               ``should_validate(step)``, the measurement, history, hook decisions
 * ``checkpointer``            ``should_save(step)``, the state, resume
-* ``stopping``                signals, agreed by all ranks
+* ``stopping``                signals and the wall-clock budget, agreed by all ranks
 
 Collectives per step (marked ``# sync`` where they are issued): the global counts (a device
 all-reduce the host does not wait for), DDP's gradient all-reduce in backward and the
@@ -15,6 +15,7 @@ asynchronous stop agreement; the loss values are all-reduced once per logging wi
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ from mlpfctl.train.data_streams import Position
 from mlpfctl.train.metrics_processor import MetricsProcessor
 from mlpfctl.train.runlog import RunLogger
 from mlpfctl.train.step import Optimization, train_step
-from mlpfctl.train.stopping import StopControl
+from mlpfctl.train.stopping import SIGNAL, StopControl
 from mlpfctl.train.types import TrainRequest, TrainResult
 from mlpfctl.train.validator import Validator
 
@@ -46,21 +47,22 @@ class Outcome:
 
 def run_rank(request: TrainRequest) -> TrainResult:
     """Train on this process's rank; returns the result (meaningful on rank 0)."""
+    started = time.monotonic()  # the wall-clock budget counts the set-up too
     ctx = setup_rank(request)
     try:
-        return Trainer(ctx).run()
+        return Trainer(ctx, started).run()
     finally:
         ctx.close()
 
 
 class Trainer:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, started: float) -> None:
         self.ctx = ctx
         self.opt = Optimization.build(ctx)
         self.log = RunLogger(ctx.request.run_dir, enabled=ctx.is_main)
         self.validator = Validator(ctx, self.log)
         self.checkpointer = Checkpointer(ctx, self.opt, self.validator)
-        self.stopper = StopControl(ctx.dist)
+        self.stopper = StopControl(ctx.dist, ctx.cfg.train.max_time, started)
         self.step, self.pos = 0, Position()
         if ctx.request.resume is not None:
             self.step, self.pos = self.checkpointer.restore(ctx.request.resume)
@@ -123,17 +125,32 @@ class Trainer:
 
     def _validate(self) -> str:
         with self.metrics.pause():
-            return self.validator.run(self.step)
+            start = time.monotonic()
+            decision = self.validator.run(self.step)
+            self.stopper.reserve(time.monotonic() - start)
+        return decision
 
     def _save(self) -> None:
         with self.metrics.pause():
+            start = time.monotonic()
             self.checkpointer.save(self.step, self.pos)
+            self.stopper.reserve(time.monotonic() - start)
 
     def _stop_early(self, request: int) -> Outcome:
-        """A signal: checkpoint now (exit 3, requeue)."""
+        """A signal: checkpoint now (exit 3, requeue). The time budget: finish like a last step
+        (log, validation, checkpoint) and report it."""
+        reason = self.stopper.describe(request, self.step)
+        if request == SIGNAL:
+            if self.checkpointer.saved_at != self.step:
+                self._save()
+            return Outcome("checkpointed", reason)
+        if self.metrics.has_window:
+            self.metrics.log(self.step)
+        if self.validator.validated_at != self.step:
+            self._validate()  # the final measurement; a hook's decision changes nothing now
         if self.checkpointer.saved_at != self.step:
             self._save()
-        return Outcome("checkpointed", self.stopper.describe(request, self.step))
+        return Outcome("time_limit", reason)
 
     def _write_run_files(self) -> None:
         ctx = self.ctx

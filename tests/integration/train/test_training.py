@@ -193,6 +193,28 @@ def test_export_checks_onnx_against_pytorch(trained: TrainResult, tmp_path: Path
     assert max(result["max_abs_diff"].values()) <= result["atol"]
 
 
+def test_max_time_stops_cleanly_with_a_final_validation_and_checkpoint(
+    ttbar_dir: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "budget"
+    sets = [arg for s in tiny_sets(ttbar_dir, "train.batch_events=8") for arg in ("--set", s)]
+    start = time.monotonic()
+    proc = run_cli(
+        "train", "--steps", "100000", "--max-time", "4s", "--run-dir", str(run_dir), "--json", *sets
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    step = result["step"]
+    assert result["status"] == "time_limit" and 0 < step < 100000
+    assert result["stop_reason"] == f"train.max_time=4s reached at step {step}"
+    assert result["history"][-1]["step"] == step  # the final validation is of the last step
+    _path, state = ckpt.load_latest(run_dir)
+    assert state["step"] == step
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "time_limit"
+    assert elapsed < 120  # the budget, not 100000 steps, ended the run (start-up is outside it)
+
+
 def test_on_a_signal_no_rank_returns_before_the_checkpoint_is_on_disk(
     ttbar_dir: Path, tmp_path: Path
 ) -> None:
