@@ -4,8 +4,11 @@ The file format, its checksum and loading belong to ``mlpfctl.train.checkpoint``
 assembles the state (model, optimizer, schedule, scaler, data position, every rank's RNG states
 and intra-op thread count, validation history) and puts it back.
 
-Exact resume needs the RNG streams: the host's and the device generator (via the backend
-adapter).
+Exact resume needs everything a step's arithmetic depends on: the RNG streams (host and the
+device's generator, via the backend adapter) and the number of intra-op threads, because CPU
+kernels (GEMM, reductions) split their sums by thread: the same step on 1 and 2 threads gives
+different low bits in about half of the gradients. A resumed rank therefore runs with the thread
+count the interrupted run used.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlpfctl.console import err
 from mlpfctl.train import checkpoint as ckpt
 from mlpfctl.train.context import Context
 from mlpfctl.train.data_streams import Position
@@ -64,7 +68,8 @@ class Checkpointer:
     def state(self, step: int, pos: Position) -> dict[str, Any]:
         """The checkpoint state on rank 0 (every rank must call: the RNG states are gathered)."""
         ctx = self.ctx
-        ranks = ctx.dist.all_gather_object(rng_state(ctx))  # sync: dropout resumes exactly
+        own = {"rng": rng_state(ctx), "threads": torch.get_num_threads()}
+        ranks = ctx.dist.all_gather_object(own)  # sync: dropout resumes exactly on every rank
         sampler = ctx.data.train_sampler
         return {
             "format": FORMAT,
@@ -73,7 +78,8 @@ class Checkpointer:
             "model": ctx.module.state_dict(),
             **self.opt.state_dict(),
             "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
-            "rng": ranks,
+            "rng": [r["rng"] for r in ranks],
+            "threads": [r["threads"] for r in ranks],
             "world_size": ctx.world_size,
             "spec": ctx.spec.as_dict(),
             **self.validator.state_dict(),
@@ -100,5 +106,19 @@ class Checkpointer:
         pos = Position(**state["position"]).rescaled(saved_world, ctx.world_size)
         rngs = state["rng"]
         set_rng_state(ctx, rngs[ctx.rank % len(rngs)])
+        threads = state.get("threads")
+        if threads and saved_world == ctx.world_size:
+            self._restore_threads(int(threads[ctx.rank]))
         self.saved_at = step
         return step, pos
+
+    def _restore_threads(self, saved: int) -> None:
+        current = torch.get_num_threads()
+        if saved == current:
+            return
+        torch.set_num_threads(saved)
+        if self.ctx.is_main and not self.ctx.request.quiet:
+            err.print(
+                f"resuming with {saved} intra-op thread(s) per rank, as the interrupted run "
+                f"(this process would use {current}), so that the result is bit-identical"
+            )
