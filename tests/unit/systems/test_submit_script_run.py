@@ -17,17 +17,19 @@ import pytest
 from mlpfctl.config.schema import SubmitSection
 from mlpfctl.systems.profiles import SystemProfile, load_profile
 from mlpfctl.systems.render import render
-from mlpfctl.systems.request import build_request
+from mlpfctl.systems.request import build_request, path_safe
 
 ENV = {"XDG_CONFIG_HOME": "/nonexistent-mlpfctl-test"}
 HOSTILE = "a b 'q' \"dq\" $(touch PWNED1) ; touch PWNED2 `touch PWNED3` %j #x"
 
 FAKE_SRUN = r"""#!/bin/bash
 printf '%s\0' "$@" > "$FAKE_DIR/srun.argv.$$"
+echo $$ > "$FAKE_DIR/srun.pid.$$"
 case "$FAKE_SRUN" in
     ok) exit 0 ;;
     checkpoint)
-        trap 'echo "$1" > "$FAKE_DIR/checkpointed"; exit 3' USR1 TERM
+        trap 'echo "$1" > "$FAKE_DIR/checkpointed"; exit 3' USR1
+        trap 'echo "$1" > "$FAKE_DIR/terminated"; exit 143' TERM
         touch "$FAKE_DIR/started"
         for _ in $(seq 300); do sleep 0.1; done
         exit 0 ;;
@@ -36,6 +38,13 @@ esac
 FAKE_SCONTROL = r"""#!/bin/bash
 if [ "$1 $2" = "show hostnames" ]; then echo node001; exit 0; fi
 echo "$*" >> "$FAKE_DIR/scontrol.log"
+"""
+# scancel --signal=USR1 JOB: SLURM signals every process of every step of the job (not the batch
+# script); here the steps are the fake sruns
+FAKE_SCANCEL = r"""#!/bin/bash
+echo "$*" >> "$FAKE_DIR/scancel.log"
+for f in "$FAKE_DIR"/srun.pid.*; do kill -s USR1 "$(cat "$f")" 2>/dev/null; done
+exit 0
 """
 
 
@@ -58,7 +67,7 @@ def write_script(
 def fake_env(tmp_path: Path, mode: str, **extra: str) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("scancel", FAKE_SCANCEL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     return {
@@ -83,7 +92,9 @@ def test_hostile_values_stay_data(tmp_path: Path) -> None:
     settings = SubmitSection(job_name=HOSTILE, gpus_per_node=0, tasks_per_node=2)
     script = write_script(tmp_path, local_profile(), settings, "train", ["--note", HOSTILE, "--x=$(id)"])
     hostile_dir = script.parent
-    assert hostile_dir.name.startswith(HOSTILE)  # the run directory is named after the job
+    # the run directory is named after the job, made safe as one directory name under runs/
+    assert hostile_dir.parent == tmp_path / "runs"
+    assert hostile_dir.name.startswith(path_safe(HOSTILE)) and "/" not in path_safe(HOSTILE)
     result = subprocess.run(
         ["bash", str(script)],
         env=fake_env(tmp_path, "ok"),
@@ -114,8 +125,9 @@ def test_warning_signal_checkpoints_and_requeues(tmp_path: Path) -> None:
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
 
 
-def test_torchrun_steps_get_sigterm(tmp_path: Path) -> None:
-    # torchrun forwards SIGTERM (not SIGUSR1) to its workers
+def test_torchrun_steps_get_the_warning_from_scancel_not_from_srun(tmp_path: Path) -> None:
+    # signalling the srun client with SIGTERM makes it force job termination; the job signals
+    # the steps themselves, with the same SIGUSR1 for torchrun as for srun
     jureca = load_profile("jureca", ENV)
     script = write_script(tmp_path, jureca, SubmitSection(system="jureca", account="a"), "train", [])
     proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
@@ -128,6 +140,8 @@ def test_torchrun_steps_get_sigterm(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
+    assert (tmp_path / "scancel.log").read_text().split() == ["--signal=USR1", "4242"]
+    assert (tmp_path / "checkpointed").exists() and not (tmp_path / "terminated").exists()
     assert "requeue 4242" in (tmp_path / "scontrol.log").read_text()
 
 
