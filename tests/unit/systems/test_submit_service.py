@@ -62,7 +62,7 @@ def config(tmp_path: Path, **submit: str):  # type: ignore[no-untyped-def]
 
 
 def test_submit_writes_script_calls_sbatch_and_records(tmp_path: Path) -> None:
-    cfg = config(tmp_path, system="lumi", account="project_1", nodes="2")
+    cfg = config(tmp_path, system="lumi", account="project_1", nodes="2", venv="/project/venv")
     fake = FakeSlurm()
     plan = service.plan(cfg, "train", ["--steps", "10"], fake)
     record = service.submit(plan, fake, service.registry_path(cfg))
@@ -75,7 +75,13 @@ def test_submit_writes_script_calls_sbatch_and_records(tmp_path: Path) -> None:
 
 
 def test_pgpass_is_private_and_the_password_is_nowhere_else(tmp_path: Path) -> None:
-    cfg = config(tmp_path, system="lumi", account="p", hpo_storage="postgresql://mlpf:HUNTER2@db:5432/optuna")
+    cfg = config(
+        tmp_path,
+        system="lumi",
+        account="p",
+        venv="/project/venv",
+        hpo_storage="postgresql://mlpf:HUNTER2@db:5432/optuna",
+    )
     fake = FakeSlurm()
     plan = service.plan(cfg, "hpo", [], fake)
     service.submit(plan, fake, service.registry_path(cfg))
@@ -104,6 +110,7 @@ def test_a_run_directory_is_never_reused(tmp_path: Path) -> None:
             Override("submit.registry", str(tmp_path / "j.jsonl"), "t"),
             Override("submit.system", "lumi", "t"),
             Override("submit.account", "a", "t"),
+            Override("submit.venv", "/project/venv", "t"),
         ],
         env={},
     ).config
@@ -130,10 +137,10 @@ def test_jobs_status_cancel_and_logs(tmp_path: Path) -> None:
     rows = list(jobs.status(jobs.read_records(registry), fake))
     assert [(r["job_id"], r["state"]) for r in rows] == [("5", "RUNNING"), ("6", "UNKNOWN")]
     assert rows[0]["restarts"] == 1
-    jobs.cancel("5", fake)
+    assert jobs.cancel("5", fake, registry) == "cancelled"
     assert fake.calls[-1] == ["scancel", "5"]
     with pytest.raises(UsageError):
-        jobs.cancel("5; rm -rf ~", fake)
+        jobs.cancel("5; rm -rf ~", fake, registry)
     assert jobs.job_info("5", fake)["JobName"] == "a b c"
     assert jobs.log_path("5", registry, fake) == tmp_path / "5" / "slurm-5.out"
     fake.states["8"] = "PENDING"  # not submitted by mlpfctl: scontrol knows its output file
@@ -151,6 +158,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
     monkeypatch.setattr(runner_mod, "default_runner", lambda: fake)
     monkeypatch.setenv("MLPFCTL_RUN__OUT_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("MLPFCTL_SUBMIT__REGISTRY", str(tmp_path / "jobs.jsonl"))
+    monkeypatch.setenv("MLPFCTL_SUBMIT__VENV", "/project/venv")  # LUMI's container needs its own venv
     monkeypatch.chdir(tmp_path)
     return fake
 
