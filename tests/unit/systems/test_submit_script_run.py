@@ -204,3 +204,75 @@ def test_hpo_runs_the_driver_then_joins_workers(tmp_path: Path, nodes: int, call
             assert "--relative=1" in argv
     if nodes > 1:
         assert "hpo status --storage" in (tmp_path / "python.log").read_text()
+
+
+def test_scale_bench_starts_no_point_after_the_warning_and_says_what_it_left_out(tmp_path: Path) -> None:
+    settings = SubmitSection(gpus_per_node=0, tasks_per_node=2, scale_points=[1, 2])
+    script = write_script(tmp_path, local_profile(), settings, "scale-bench", ["train"])
+    proc = subprocess.Popen(
+        ["bash", str(script)],
+        env=fake_env(tmp_path, "checkpoint"),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGUSR1)  # during the first point
+    _, stderr = proc.communicate(timeout=30)
+    # the point's step exited 3 (fake srun); a real one may also finish: either way no requeue
+    assert proc.returncode == 3, stderr
+    assert len(srun_calls(tmp_path)) == 1
+    assert "not measured after the time-limit warning: 1(stopped) 2" in stderr
+    assert not (tmp_path / "scontrol.log").exists()
+
+
+def test_scale_bench_that_finished_every_point_exits_0_despite_a_late_warning(tmp_path: Path) -> None:
+    settings = SubmitSection(gpus_per_node=0, tasks_per_node=2, scale_points=[1])
+    script = write_script(tmp_path, local_profile(), settings, "scale-bench", ["train"])
+    text = script.read_text().replace(
+        "wait_steps || finish $?\n", "wait_steps || finish $?\n    on_warning\n"
+    )
+    script.write_text(text)  # the warning comes right after the last point
+    proc = subprocess.run(["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0
+
+
+def test_hpo_after_the_warning_requeues_on_the_drivers_exit_3(tmp_path: Path) -> None:
+    settings = SubmitSection(gpus_per_node=0, tasks_per_node=1, cpus_per_task=1)
+    script = write_script(tmp_path, local_profile(), settings, "hpo", ["--trials", "4"])
+    proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGUSR1)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert (tmp_path / "scancel.log").read_text().split() == ["--signal=USR1", "4242"]
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+
+
+def test_every_step_starts_through_the_step_wrapper(tmp_path: Path) -> None:
+    script = write_script(tmp_path, local_profile(), SubmitSection(gpus_per_node=0), "train", [])
+    assert (
+        subprocess.run(
+            ["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path, timeout=60
+        ).returncode
+        == 0
+    )
+    (argv,) = srun_calls(tmp_path)
+    wrapper = argv.index("mlpfctl.systems.step")
+    assert argv[wrapper - 2 : wrapper + 5] == [
+        "/v/bin/python",
+        "-m",
+        "mlpfctl.systems.step",
+        "--",
+        "/v/bin/python",
+        "-m",
+        "mlpfctl",
+    ]
