@@ -13,25 +13,20 @@ import pytest
 
 from mlpfctl.cli.app import run
 from mlpfctl.systems import render as render_mod
-from mlpfctl.systems import runner as runner_mod
 from tests.helpers import assert_user_error, run_cli
-from tests.unit.systems.test_submit_service import FakeSlurm
+from tests.unit.systems.fakes import FakeSlurm
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
-    fake = FakeSlurm()
-    monkeypatch.setattr(runner_mod, "default_runner", lambda: fake)
-    monkeypatch.setenv("MLPFCTL_RUN__OUT_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("MLPFCTL_SUBMIT__REGISTRY", str(tmp_path / "jobs.jsonl"))
+def local_cli(cli_env: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
+    """The fake SLURM (conftest), with a CPU job on the local profile by default."""
     monkeypatch.setenv("MLPFCTL_SUBMIT__SYSTEM", "local")
     monkeypatch.setenv("MLPFCTL_SUBMIT__GPUS_PER_NODE", "0")
-    monkeypatch.chdir(tmp_path)
-    return fake
+    return cli_env
 
 
 def refused(
-    cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], *fragments: str
+    local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], *fragments: str
 ) -> str:
     """Exit 2, one error: and one hint: line, no traceback, no sbatch, no run directory."""
     assert run(argv) == 2
@@ -41,7 +36,7 @@ def refused(
     assert [line.split(":")[0] for line in lines] == ["error", "hint"], captured.err
     for fragment in fragments:
         assert fragment in captured.err, (fragment, captured.err)
-    assert not any(call[0] == "sbatch" for call in cli_env.calls)
+    assert not any(call[0] == "sbatch" for call in local_cli.calls)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "jobs.jsonl").exists()
     return captured.err
 
@@ -68,19 +63,19 @@ def refused(
     ],
 )
 def test_a_bad_job_command_is_the_jobs_own_error_and_nothing_is_queued(
-    cli_env: FakeSlurm,
+    local_cli: FakeSlurm,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     job: list[str],
     fragments: tuple[str, ...],
 ) -> None:
-    refused(cli_env, capsys, tmp_path, ["submit", "--", *job], *fragments)
+    refused(local_cli, capsys, tmp_path, ["submit", "--", *job], *fragments)
     # --dry-run checks the same (it shows a script that would run)
-    refused(cli_env, capsys, tmp_path, ["submit", "--dry-run", "--", *job], *fragments)
+    refused(local_cli, capsys, tmp_path, ["submit", "--dry-run", "--", *job], *fragments)
 
 
 def test_a_good_job_is_checked_in_the_directory_it_runs_in(
-    cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # a relative --config means the same on the node: the job runs where submit ran
     (tmp_path / "mine.toml").write_text("[train]\nsteps = 7\n")
@@ -89,11 +84,11 @@ def test_a_good_job_is_checked_in_the_directory_it_runs_in(
     script = Path(record["script"]).read_text()
     assert f"cd {tmp_path} || exit 1" in script
     assert 'export MLPFCTL_RUN__OUT_DIR="$RUN_DIR"' in script
-    assert any(call[0] == "sbatch" for call in cli_env.calls)
+    assert any(call[0] == "sbatch" for call in local_cli.calls)
 
 
 def test_scale_bench_records_go_to_the_run_directory_unless_told(
-    cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     assert run(["submit", "--dry-run", "--json", "--", "scale-bench", "train", "--steps", "3"]) == 0
     plan = json.loads(capsys.readouterr().out)
@@ -108,22 +103,22 @@ def test_scale_bench_records_go_to_the_run_directory_unless_told(
 
 
 def test_job_kinds_and_systems_suggest_the_closest_name(
-    cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     refused(
-        cli_env,
+        local_cli,
         capsys,
         tmp_path,
         ["submit", "--", "trian"],
         "unknown job kind 'trian'",
         "did you mean 'train'?",
     )
-    refused(cli_env, capsys, tmp_path, ["submit", "-s", "lumii", "--", "train"], "did you mean 'lumi'?")
+    refused(local_cli, capsys, tmp_path, ["submit", "-s", "lumii", "--", "train"], "did you mean 'lumi'?")
     assert run(["systems", "show", "lumi", "--script", "hpp"]) == 2
     assert "did you mean 'hpo'?" in capsys.readouterr().err
 
 
-def test_system_names_are_case_insensitive(cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str]) -> None:
+def test_system_names_are_case_insensitive(local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
         "submit",
         "-s",
@@ -144,7 +139,7 @@ def test_system_names_are_case_insensitive(cli_env: FakeSlurm, capsys: pytest.Ca
 
 @pytest.mark.parametrize("name", ["../../../x", "/etc/cron.d/x", "..", "a/../../b"])
 def test_a_job_name_never_leaves_the_runs_directory(
-    cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+    local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
 ) -> None:
     assert run(["submit", "--json", "-J", name, "--", "check"]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -156,10 +151,10 @@ def test_a_job_name_never_leaves_the_runs_directory(
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "..", "."])
 def test_a_run_name_that_is_not_a_directory_name_is_refused(
-    cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+    local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
 ) -> None:
     refused(
-        cli_env,
+        local_cli,
         capsys,
         tmp_path,
         ["submit", "--set", f"run.name={name}", "--", "check"],
@@ -187,7 +182,7 @@ def test_a_run_name_that_is_not_a_directory_name_is_refused(
     ],
 )
 def test_template_faults_are_exit_2_with_template_and_line(
-    cli_env: FakeSlurm,
+    local_cli: FakeSlurm,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -199,29 +194,29 @@ def test_template_faults_are_exit_2_with_template_and_line(
     for name, text in files.items():
         (templates / name).write_text(text)
     monkeypatch.setattr(render_mod, "template_dir", lambda: templates)
-    refused(cli_env, capsys, tmp_path, ["submit", "--", "check"], *fragments)
+    refused(local_cli, capsys, tmp_path, ["submit", "--", "check"], *fragments)
 
 
 # ---- cancel
 
 
-def test_cancel_of_an_unknown_job_is_exit_2(cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cancel_of_an_unknown_job_is_exit_2(local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["cancel", "99999"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no job 99999") and "\nhint: " in err
-    assert not any(call[0] == "scancel" for call in cli_env.calls)
+    assert not any(call[0] == "scancel" for call in local_cli.calls)
 
 
 def test_cancel_of_an_ended_job_cancels_nothing(
-    cli_env: FakeSlurm, capsys: pytest.CaptureFixture[str]
+    local_cli: FakeSlurm, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cli_env.states["12"] = "COMPLETED"
+    local_cli.states["12"] = "COMPLETED"
     assert run(["cancel", "12"]) == 0
     assert "already ended (COMPLETED)" in capsys.readouterr().err
-    cli_env.states["13"] = "RUNNING"
+    local_cli.states["13"] = "RUNNING"
     assert run(["cancel", "13"]) == 0
-    assert cli_env.calls[-1] == ["scancel", "13"]
-    assert [c for c in cli_env.calls if c[0] == "scancel"] == [["scancel", "13"]]
+    assert local_cli.calls[-1] == ["scancel", "13"]
+    assert [c for c in local_cli.calls if c[0] == "scancel"] == [["scancel", "13"]]
 
 
 def test_submit_errors_as_a_user_sees_them(tmp_path: Path) -> None:

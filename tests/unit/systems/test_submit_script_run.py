@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,6 +84,15 @@ def fake_env(tmp_path: Path, mode: str, **extra: str) -> dict[str, str]:
     }
 
 
+def warn_once_started(proc: subprocess.Popen[Any], tmp_path: Path) -> None:
+    """What --signal=B:USR1@T does, once the (fake) job step runs."""
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline, "the job step never started"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGUSR1)
+
+
 def srun_calls(tmp_path: Path) -> list[list[str]]:
     calls = sorted(tmp_path.glob("srun.argv.*"), key=lambda p: p.stat().st_mtime_ns)
     return [p.read_bytes().decode().split("\0")[:-1] for p in calls]
@@ -113,11 +123,7 @@ def test_warning_signal_checkpoints_and_requeues(tmp_path: Path) -> None:
     script = write_script(tmp_path, local_profile(), SubmitSection(gpus_per_node=0), "train", [])
     proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists():
-            assert time.monotonic() < deadline, "the job step never started"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGUSR1)  # what --signal=B:USR1@300 does
+        warn_once_started(proc, tmp_path)
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
@@ -132,11 +138,7 @@ def test_torchrun_steps_get_the_warning_from_scancel_not_from_srun(tmp_path: Pat
     script = write_script(tmp_path, jureca, SubmitSection(system="jureca", account="a"), "train", [])
     proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGUSR1)
+        warn_once_started(proc, tmp_path)
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
@@ -160,11 +162,7 @@ def test_requeues_stop_at_the_limit(tmp_path: Path) -> None:
     script = write_script(tmp_path, local_profile(), settings, "train", [])
     env = fake_env(tmp_path, "checkpoint", SLURM_RESTART_COUNT="2")
     proc = subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "started").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGUSR1)
+    warn_once_started(proc, tmp_path)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 3
     assert "giving up" in stderr
@@ -216,11 +214,7 @@ def test_scale_bench_starts_no_point_after_the_warning_and_says_what_it_left_out
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "started").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGUSR1)  # during the first point
+    warn_once_started(proc, tmp_path)
     _, stderr = proc.communicate(timeout=30)
     # the point's step exited 3 (fake srun); a real one may also finish: either way no requeue
     assert proc.returncode == 3, stderr
@@ -245,11 +239,7 @@ def test_hpo_after_the_warning_requeues_on_the_drivers_exit_3(tmp_path: Path) ->
     script = write_script(tmp_path, local_profile(), settings, "hpo", ["--trials", "4"])
     proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGUSR1)
+        warn_once_started(proc, tmp_path)
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()

@@ -14,42 +14,9 @@ from mlpfctl.config import resolve
 from mlpfctl.config.loader import Override
 from mlpfctl.errors import RuntimeFailure, UsageError
 from mlpfctl.systems import jobs
-from mlpfctl.systems import runner as runner_mod
 from mlpfctl.systems import submit as service
 from mlpfctl.systems.runner import Result
-
-SINFO_JSON = (Path(__file__).resolve().parents[2] / "data" / "sinfo-22.05.json").read_text()
-
-
-class FakeSlurm:
-    """Answers sbatch/scontrol/scancel like SLURM 22.05; fails on anything else."""
-
-    def __init__(self, sbatch: Result | None = None) -> None:
-        self.calls: list[list[str]] = []
-        self.sbatch = sbatch or Result(0, "77\n", "")
-        self.states: dict[str, str] = {}
-
-    def __call__(self, argv: Sequence[str]) -> Result:
-        argv = list(argv)
-        self.calls.append(argv)
-        if argv[0] == "sbatch":
-            return self.sbatch
-        if argv[:4] == ["scontrol", "show", "job", "-o"]:
-            state = self.states.get(argv[4])
-            if state is None:
-                return Result(1, "", "slurm_load_jobs error: Invalid job id specified\n")
-            line = (
-                f"JobId={argv[4]} JobName=a b c JobState={state} Reason=None Restarts=1 ExitCode=0:0 "
-                f"RunTime=00:00:05 StdOut=/o/{argv[4]}.out"
-            )
-            return Result(0, line + "\n", "")
-        if argv == ["sinfo", "--json"]:
-            return Result(0, SINFO_JSON, "")
-        if argv[0] == "sinfo":
-            return Result(0, "debug*|infinite\ngpu|infinite\n", "")
-        if argv[0] == "scancel":
-            return Result(0, "", "")
-        raise AssertionError(f"unexpected command {argv}")
+from tests.unit.systems.fakes import FakeSlurm
 
 
 def config(tmp_path: Path, **submit: str):  # type: ignore[no-untyped-def]
@@ -150,17 +117,6 @@ def test_jobs_status_cancel_and_logs(tmp_path: Path) -> None:
 
 
 # ---- the CLI: exit codes, stdout carries only the script/ids, errors are error:/hint: lines
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
-    fake = FakeSlurm()
-    monkeypatch.setattr(runner_mod, "default_runner", lambda: fake)
-    monkeypatch.setenv("MLPFCTL_RUN__OUT_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("MLPFCTL_SUBMIT__REGISTRY", str(tmp_path / "jobs.jsonl"))
-    monkeypatch.setenv("MLPFCTL_SUBMIT__VENV", "/project/venv")  # LUMI's container needs its own venv
-    monkeypatch.chdir(tmp_path)
-    return fake
 
 
 def test_cli_dry_run_prints_the_script_and_submits_nothing(
