@@ -188,7 +188,8 @@ def run_driver(request: RunRequest) -> RunResult:
             f"every trial of study '{request.study}' failed; first error: {_first_error(request)}",
             "fix the objective (see the warnings above), then run again with --resume or a new --study",
         )
-    if codes and all(code in (0, EXIT_CHECKPOINTED) for code in codes) and EXIT_CHECKPOINTED in codes:
+    stopped = bool(codes) and EXIT_CHECKPOINTED in codes and all(c in (0, EXIT_CHECKPOINTED) for c in codes)
+    if stopped and (states.get("RUNNING", 0) or _unfinished_slots(request)):
         # The workers stopped on a stop request (SLURM's time-limit warning reaches every process
         # of the job step) and gave their checkpointed trials back: the study continues on --resume.
         raise Checkpointed(
@@ -197,7 +198,7 @@ def run_driver(request: RunRequest) -> RunResult:
             "continue it: mlpfctl hpo run --resume with the same --storage and --study "
             "(a requeued SLURM job does it itself)",
         )
-    if any(codes):
+    if any(codes) and not stopped:
         if states.get("RUNNING", 0) or _unfinished_slots(request):
             raise RuntimeFailure(
                 f"workers exited with codes {codes} and the study is unfinished",

@@ -66,6 +66,7 @@ def test_sbatch_rejection_is_a_runtime_failure_and_nothing_is_recorded(tmp_path:
     with pytest.raises(RuntimeFailure, match="Invalid account"):
         service.submit(plan, fake, service.registry_path(cfg))
     assert not (tmp_path / "jobs.jsonl").exists()
+    assert not plan.request.run_dir.exists()  # the script written for sbatch is gone again
 
 
 def test_a_run_directory_is_never_reused(tmp_path: Path) -> None:
