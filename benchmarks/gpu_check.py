@@ -373,8 +373,14 @@ def _onnx_against_device(run_dir: Path, onnx: Path, backend: str, atol: float) -
     }
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one error: and one hint: line, exit 2, like mlpfctl
+        sys.stderr.write(f"error: {message}\nhint: scripts/gpu-check.sh --help\n")
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gpu-check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
@@ -398,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory of the JSON record")
     parser.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    if opts.backend not in ("auto", "cpu", *GPU_BACKENDS):
+        parser.error(f"--backend {opts.backend!r} is not one of auto, cpu, {', '.join(GPU_BACKENDS)}")
+    if opts.steps < 4 or opts.events < 50:
+        parser.error("--steps must be >= 4 and --events >= 50 (the checks need a few steps and a test split)")
 
     import tempfile
 

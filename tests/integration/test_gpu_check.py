@@ -55,6 +55,13 @@ def test_a_bad_backend_is_a_failed_check_not_a_traceback(tmp_path: Path) -> None
     assert record["passed"] is False and [c["name"] for c in record["checks"]] == ["devices"]
 
 
+@pytest.mark.parametrize("args", [["--bogus"], ["--backend", "tpu"], ["--steps", "0"], ["--steps", "x"]])
+def test_bad_arguments_are_exit_2_with_error_and_hint(args: list[str], tmp_path: Path) -> None:
+    proc = gpu_check(*args, "--results", str(tmp_path), timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert [line.split(":")[0] for line in proc.stderr.strip().splitlines()] == ["error", "hint"], proc.stderr
+
+
 @pytest.mark.slow
 def test_every_check_runs_on_the_cpu_when_forced(tmp_path: Path) -> None:
     from benchmarks.gpu_check import FORCE_PG_KEY
