@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -421,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         opts.backend = auto
         probe = GpuCheck(opts, work)
     if opts.backend not in GPU_BACKENDS and not opts.force:
+        if opts.work is None:
+            shutil.rmtree(work, ignore_errors=True)  # nothing was checked: leave nothing behind
         print(
             f"SKIP gpu-check: no GPU on this machine (mlpfctl devices picks '{opts.backend}'); nothing to "
             "check. To exercise the checks on the CPU: scripts/gpu-check.sh --backend cpu --force"
@@ -456,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     opts.results.mkdir(parents=True, exist_ok=True)
     path = opts.results / f"gpu_check-{opts.backend}.json"
     atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
-    print(f"record: {path}", file=sys.stderr)
+    print(f"record: {path}; logs of every check: {work}", file=sys.stderr)
     return 1 if failed else 0
 
 

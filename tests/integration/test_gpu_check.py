@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,10 @@ def _has_gpu() -> bool:
 def test_a_machine_without_gpu_is_skipped_with_exit_0(tmp_path: Path) -> None:
     if _has_gpu():
         pytest.skip("this machine has a GPU")
+    before = set(Path(tempfile.gettempdir()).glob("mlpfctl-gpu-check-*"))
     proc = gpu_check("--results", str(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stderr
+    assert set(Path(tempfile.gettempdir()).glob("mlpfctl-gpu-check-*")) <= before  # no work directory left
     assert proc.stdout.startswith("SKIP gpu-check: no GPU on this machine"), proc.stdout
     assert "--backend cpu --force" in proc.stdout
     assert not list(tmp_path.iterdir())  # nothing measured, nothing recorded
