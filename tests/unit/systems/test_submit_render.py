@@ -68,6 +68,48 @@ def test_golden(system: str, kind: str) -> None:
     )
 
 
+# arrays, containers, site options: one golden file each where the profile makes a difference
+VARIANTS: dict[str, tuple[str, str, dict[str, object]]] = {
+    "lumi-hpo-array": ("lumi", "hpo", {"array": "16%4"}),
+    "local-hpo-array": ("local", "hpo", {"array": "4%2"}),
+    "jureca-hpo-array": ("jureca", "hpo", {"array": "8"}),
+    "lumi-train-container": ("lumi", "train", {"container": "/project/project_465000000/mlpfctl.sif"}),
+    "jureca-train-container": (
+        "jureca",
+        "train",
+        {"container": "/p/project1/mlpf/mlpfctl.sif", "container_binds": ["/p/scratch/mlpf/data"]},
+    ),
+    "leonardo-hpo-array-container": (
+        "leonardo",
+        "hpo",
+        {"array": "32%8", "container": "/leonardo_work/mlpf/mlpfctl.sif"},
+    ),
+    "karolina-train-site-options": (
+        "karolina",
+        "train",
+        {"sbatch_args": ["--reservation=maint", "--mail-type=END,FAIL", "--qos=3571"]},
+    ),
+}
+
+
+def variant_script(name: str) -> str:
+    system, kind, submit = VARIANTS[name]
+    profile = profile_for(system)
+    python = None if "container" in submit else "/opt/mlpf/venv/bin/python"
+    return render(profile, example_request(profile, kind, nodes=1, python=python, **submit))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_golden_variants(name: str) -> None:
+    script = variant_script(name)
+    golden = GOLDEN / f"{name}.sh"
+    if UPDATE or not golden.exists():
+        golden.write_text(script)
+        if not UPDATE:
+            pytest.fail(f"{golden} did not exist and was written; check it and commit it")
+    assert script == golden.read_text(), f"regenerate with MLPFCTL_UPDATE_GOLDEN=1 ({golden})"
+
+
 def shellcheck() -> str:
     found = shutil.which("shellcheck") or str(Path(os.sys.executable).parent / "shellcheck")  # type: ignore[attr-defined]
     if not Path(found).exists():
@@ -80,6 +122,14 @@ def shellcheck() -> str:
 def test_shellcheck_clean(system: str, kind: str, tmp_path: Path) -> None:
     script = tmp_path / "job.sh"
     script.write_text(render(profile_for(system), example_request(profile_for(system), kind)))
+    result = subprocess.run([shellcheck(), "--shell=bash", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_shellcheck_clean_variants(name: str, tmp_path: Path) -> None:
+    script = tmp_path / "job.sh"
+    script.write_text(variant_script(name))
     result = subprocess.run([shellcheck(), "--shell=bash", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
