@@ -123,7 +123,8 @@ def test_a_container_job_never_uses_the_host_python_environment(system: str) -> 
     assert runner.endswith(f" {image})") and "--bind /data/ee_ttbar " in runner
     profile = load_profile(system, ENV)
     if profile.software.container_modules is not None:  # the host's Python/PyTorch modules stay out
-        loaded = [word for line in lines(text) if line.startswith("module load ") for word in line.split()[2:]]
+        loads = [line.split()[2:] for line in lines(text) if line.startswith("module load ")]
+        loaded = [word for words in loads for word in words]
         assert loaded == list(profile.software.container_modules)
     if "--nv" in profile.software.container_exec:
         assert runner.startswith("RUNNER=(") and " --nv " in runner
