@@ -141,11 +141,11 @@ def submit(
             sys.stderr.write(text)
             sys.stderr.flush()
 
-        job = jobs_mod.wait(record, runner, registry, write)
-        code = jobs_mod.job_exit_status(job)
-        log(f"job {record['job_id']} ended: {job.state}, exit code {code}")
+        ended = jobs_mod.wait(record, runner, registry, write)
+        code = jobs_mod.job_exit_status(ended)
+        log(f"job {record['job_id']} ended: {ended.state}, exit code {code}")
         if as_json:
-            print_json({**record, **job.as_row()})
+            print_json({**record, **ended.as_row()})
         raise typer.Exit(code)
     if as_json:
         print_json(record)
