@@ -66,6 +66,8 @@ class Software:
     # the image `mlpfctl container recipe` builds on: the centre's recommended PyTorch image
     # (docker://... or a local .sif path); "" when the centre runs no Apptainer/Singularity
     container_base: str = ""
+    # how to build the recipe's image there ({image}, {definition}); default: "<exec tool> build"
+    container_build: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class SystemProfile:
                     None if self.software.container_modules is None else list(self.software.container_modules)
                 ),
                 "container_base": self.software.container_base,
+                "container_build": self.software.container_build,
             },
             "cache": {"node_local": self.node_local_cache, "miopen": self.miopen_cache},
             "partitions": {
@@ -265,6 +268,7 @@ _SOFTWARE_KEYS = {
     "setup": list,
     "container_modules": list,
     "container_base": str,
+    "container_build": str,
 }
 _CACHE_KEYS = {"node_local": str, "miopen": bool}
 _TYPE_NAMES = {str: "a string", bool: "true/false", int: "an integer", list: "a list", dict: "a table"}
@@ -396,6 +400,7 @@ class _Reader:
                     tuple(software["container_modules"]) if "container_modules" in software else None
                 ),
                 container_base=software.get("container_base", ""),
+                container_build=software.get("container_build", ""),
             ),
             node_local_cache=cache.get("node_local", ""),
             miopen_cache=cache.get("miopen", False),
