@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlpfctl.backends import probes
 from mlpfctl.backends.base import BackendAdapter
+from mlpfctl.backends.descriptors import DeviceIdentity
 
 if TYPE_CHECKING:
     import torch
 
 
 class TorchCudaAdapter(BackendAdapter):
-    def setup_process(self, local_rank: int) -> torch.device:
+    def _select_device(self, local_rank: int) -> torch.device:
         import torch
 
         count = torch.cuda.device_count()
@@ -28,18 +29,35 @@ class TorchCudaAdapter(BackendAdapter):
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
 
-    def autocast_dtype(self) -> torch.dtype | None:
+    @staticmethod
+    def _index(device: torch.device | None) -> int:
+        if device is not None and device.index is not None:
+            return int(device.index)
         import torch
 
-        dtype = super().autocast_dtype()
-        if dtype is torch.bfloat16 and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return int(torch.cuda.current_device())
+
+    def has_native_bf16(self, props: dict[str, Any]) -> bool:
+        """Whether the device computes bf16 in hardware (``torch.cuda.is_bf16_supported()`` also
+        counts emulation, which is slower than fp16 on a V100)."""
+        return True
+
+    def autocast_dtype(self, device: torch.device | None = None) -> torch.dtype | None:
+        import torch
+
+        dtype = super().autocast_dtype(device)
+        if dtype is torch.bfloat16 and not self.has_native_bf16(
+            probes.cuda_device_properties(self._index(device))
+        ):
             return torch.float16
         return dtype
 
-    def device_name(self, device: torch.device) -> str:
-        import torch
+    def device_identity(self, device: torch.device) -> DeviceIdentity:
+        props = probes.cuda_device_properties(self._index(device))
+        return DeviceIdentity(props["name"], props["memory_bytes"], props["arch"], props["compute_units"])
 
-        return str(torch.cuda.get_device_name(device))
+    def device_name(self, device: torch.device) -> str:
+        return str(probes.cuda_device_properties(self._index(device))["name"])
 
     def synchronize(self, device: torch.device) -> None:
         import torch
@@ -58,6 +76,16 @@ class TorchCudaAdapter(BackendAdapter):
         import torch
 
         torch.cuda.reset_peak_memory_stats(device)
+
+    def device_rng_state(self, device: torch.device) -> Any | None:
+        import torch
+
+        return torch.cuda.get_rng_state(device)
+
+    def set_device_rng_state(self, device: torch.device, state: Any) -> None:
+        import torch
+
+        torch.cuda.set_rng_state(state, device)
 
 
 def visible_indices(env_var: str, count: int) -> list[int]:
