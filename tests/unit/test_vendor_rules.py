@@ -315,3 +315,49 @@ def test_device_generator_round_trip_on_a_real_gpu() -> None:
     assert torch.equal(first, torch.rand(4, device=device))
     identity = adapter.device_identity(device)
     assert identity.name and identity.memory_bytes
+
+
+class FakeDeviceModule:
+    """torch.cuda / torch.xpu as the adapters use them, recording the device they are asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[Any] = []
+        self.rng = torch.tensor([4, 5])
+
+    def max_memory_allocated(self, device: Any) -> int:
+        self.asked.append(device)
+        return 3 * 2**30
+
+    def memory_allocated(self, device: Any) -> int:
+        return 2**30
+
+    def reset_peak_memory_stats(self, device: Any) -> None:
+        self.asked.append(("reset", device))
+
+    def get_rng_state(self, device: Any) -> torch.Tensor:
+        return self.rng
+
+    def set_rng_state(self, state: torch.Tensor, device: Any) -> None:
+        self.rng = state
+
+    def synchronize(self, device: Any) -> None:
+        self.asked.append(("sync", device))
+
+
+@pytest.mark.parametrize(("backend", "kind"), [("xpu", "xpu"), ("cuda", "cuda"), ("rocm", "cuda")])
+def test_device_memory_and_generator_services(
+    backend: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory statistics (the XPU adapter had none) and the device generator the loop saves for
+    an exact resume, for the device the rank uses."""
+    fake = FakeDeviceModule()
+    monkeypatch.setattr(probes, "torch_device_module", lambda name: fake if name == kind else None)
+    adapter = get_backend(backend)
+    device = torch.device(kind, 1)
+    assert adapter.memory_stats(device) == {"peak_allocated_bytes": 3 * 2**30, "allocated_bytes": 2**30}
+    adapter.reset_peak_memory(device)
+    adapter.synchronize(device)
+    assert fake.asked == [device, ("reset", device), ("sync", device)]
+    saved = adapter.device_rng_state(device)
+    adapter.set_device_rng_state(device, torch.tensor([7]))
+    assert saved.tolist() == [4, 5] and fake.rng.tolist() == [7]

@@ -180,22 +180,43 @@ class BackendAdapter(ABC):
         return self.name
 
     # -- run-time services -------------------------------------------------------------------
-    def synchronize(self, device: torch.device) -> None:  # noqa: B027 (host devices queue nothing)
+    def _device_module(self) -> Any | None:
+        """``torch.cuda`` / ``torch.xpu``: the module whose standard API serves the services below
+        (None: a host device, or a vendor with its own API, which overrides them)."""
+        return None
+
+    def synchronize(self, device: torch.device) -> None:
         """Wait for queued device work (timing must not measure only the launch)."""
+        module = self._device_module()
+        if module is not None:
+            module.synchronize(device)
 
     def memory_stats(self, device: torch.device) -> dict[str, int]:
         """Peak/current memory in bytes where the backend reports it."""
-        return {}
+        module = self._device_module()
+        if module is None:
+            return {}
+        return {
+            "peak_allocated_bytes": int(module.max_memory_allocated(device)),
+            "allocated_bytes": int(module.memory_allocated(device)),
+        }
 
-    def reset_peak_memory(self, device: torch.device) -> None:  # noqa: B027 (optional capability)
+    def reset_peak_memory(self, device: torch.device) -> None:
         """Reset the peak-memory counter (no-op where unsupported)."""
+        module = self._device_module()
+        if module is not None:
+            module.reset_peak_memory_stats(device)
 
     def device_rng_state(self, device: torch.device) -> Any | None:
         """The random generator state of ``device`` (None where the host generator is all)."""
-        return None
+        module = self._device_module()
+        return None if module is None else module.get_rng_state(device)
 
-    def set_device_rng_state(self, device: torch.device, state: Any) -> None:  # noqa: B027
+    def set_device_rng_state(self, device: torch.device, state: Any) -> None:
         """Restore what ``device_rng_state`` returned (resume)."""
+        module = self._device_module()
+        if module is not None:
+            module.set_rng_state(state, device)
 
 
 def _user() -> str:

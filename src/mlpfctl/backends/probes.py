@@ -145,6 +145,13 @@ def getenv(name: str) -> str | None:
 
 
 # -- run-time facts about the device in use ---------------------------------------------------
+def torch_device_module(name: str) -> Any:
+    """``torch.cuda`` or ``torch.xpu``: memory counters, generators and streams of the device."""
+    import torch
+
+    return getattr(torch, name)
+
+
 def cuda_device_properties(index: int) -> dict[str, Any]:
     """What torch.cuda knows of device ``index`` (NVIDIA or AMD): name, memory, arch, units, ids."""
     import torch

@@ -59,33 +59,8 @@ class TorchCudaAdapter(BackendAdapter):
     def device_name(self, device: torch.device) -> str:
         return str(probes.cuda_device_properties(self._index(device))["name"])
 
-    def synchronize(self, device: torch.device) -> None:
-        import torch
-
-        torch.cuda.synchronize(device)
-
-    def memory_stats(self, device: torch.device) -> dict[str, int]:
-        import torch
-
-        return {
-            "peak_allocated_bytes": int(torch.cuda.max_memory_allocated(device)),
-            "allocated_bytes": int(torch.cuda.memory_allocated(device)),
-        }
-
-    def reset_peak_memory(self, device: torch.device) -> None:
-        import torch
-
-        torch.cuda.reset_peak_memory_stats(device)
-
-    def device_rng_state(self, device: torch.device) -> Any | None:
-        import torch
-
-        return torch.cuda.get_rng_state(device)
-
-    def set_device_rng_state(self, device: torch.device, state: Any) -> None:
-        import torch
-
-        torch.cuda.set_rng_state(state, device)
+    def _device_module(self) -> Any:
+        return probes.torch_device_module("cuda")
 
 
 def visible_indices(env_var: str, count: int) -> list[int]:

@@ -68,33 +68,8 @@ class XpuAdapter(BackendAdapter):
     def device_name(self, device: torch.device) -> str:
         return str(probes.xpu_device_properties(self._index(device))["name"])
 
-    def synchronize(self, device: torch.device) -> None:
-        import torch
-
-        torch.xpu.synchronize(device)
-
-    def memory_stats(self, device: torch.device) -> dict[str, int]:
-        import torch
-
-        return {
-            "peak_allocated_bytes": int(torch.xpu.max_memory_allocated(device)),
-            "allocated_bytes": int(torch.xpu.memory_allocated(device)),
-        }
-
-    def reset_peak_memory(self, device: torch.device) -> None:
-        import torch
-
-        torch.xpu.reset_peak_memory_stats(device)
-
-    def device_rng_state(self, device: torch.device) -> Any | None:
-        import torch
-
-        return torch.xpu.get_rng_state(device)
-
-    def set_device_rng_state(self, device: torch.device, state: Any) -> None:
-        import torch
-
-        torch.xpu.set_rng_state(state, device)
+    def _device_module(self) -> Any:
+        return probes.torch_device_module("xpu")
 
 
 def _with(reason: str, ipex_problem: str | None) -> str:
