@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlpfctl.console import log, warn
-from mlpfctl.errors import RuntimeFailure, UsageError
+from mlpfctl.errors import EXIT_CHECKPOINTED, Checkpointed, RuntimeFailure, UsageError
 from mlpfctl.hpo.asha import ATTR_KIND, ATTR_SLOT
 from mlpfctl.hpo.settings import SETTINGS_ATTR, StudySettings, load_settings
 from mlpfctl.hpo.storage import StorageSpec, open_storage
@@ -174,7 +174,17 @@ def run_driver(request: RunRequest) -> RunResult:
             f"every trial of study '{request.study}' failed; first error: {_first_error(request)}",
             "fix the objective (see the warnings above), then run again with --resume or a new --study",
         )
-    if any(codes):
+    stopped = bool(codes) and EXIT_CHECKPOINTED in codes and all(c in (0, EXIT_CHECKPOINTED) for c in codes)
+    if stopped and (states.get("RUNNING", 0) or _unfinished_slots(request)):
+        # The workers stopped on a stop request (SLURM's time-limit warning reaches every process
+        # of the job step) and gave their checkpointed trials back: the study continues on --resume.
+        raise Checkpointed(
+            f"the workers stopped on a stop request; study '{request.study}' is checkpointed "
+            f"({_counts(states)})",
+            "continue it: mlpfctl hpo run --resume with the same --storage and --study "
+            "(a requeued SLURM job does it itself)",
+        )
+    if any(codes) and not stopped:
         if states.get("RUNNING", 0) or _unfinished_slots(request):
             raise RuntimeFailure(
                 f"workers exited with codes {codes} and the study is unfinished",
@@ -183,6 +193,10 @@ def run_driver(request: RunRequest) -> RunResult:
         # A worker died (killed, node lost) but the others re-ran its trial: the study is whole.
         warn(f"worker exit codes {codes}: the surviving workers completed the study")
     return RunResult(request.study, states, codes)
+
+
+def _counts(states: Mapping[str, int]) -> str:
+    return ", ".join(f"{name.lower()} {count}" for name, count in sorted(states.items())) or "no trials"
 
 
 def _first_error(request: RunRequest) -> str:

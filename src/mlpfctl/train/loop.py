@@ -508,6 +508,10 @@ def _train(ctx: Context) -> TrainResult:
                     if counts[3].item() > 0:
                         last_ckpt = save(step) or last_ckpt
                         status = "checkpointed"
+                        if ctx.world_size > 1:
+                            # no rank exits (3) before rank 0's checkpoint is on disk: srun
+                            # --kill-on-bad-exit and torchrun kill the others at the first exit
+                            dist.barrier()
                         break
                     losses = train_step(ctx, batch, optimizer, scheduler, scaler, counts)
                     step += 1
