@@ -12,11 +12,35 @@ from typing import Any
 
 import pytest
 
+from mlpfctl.systems.discover import with_discovered
+from mlpfctl.systems.examples import example_request
+from mlpfctl.systems.profiles import load_profile
+from mlpfctl.systems.render import render
+from mlpfctl.systems.runner import run_command
 from tests.helpers import run_cli
-from tests.integration.test_submit_slurm import TERMINAL, submit, submit_env
+from tests.integration.test_submit_slurm import SYSTEMS, TERMINAL, submit, submit_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("local_slurm")]
 OBJECTIVES = Path(__file__).resolve().parent / "hpo" / "hpo_fake_objectives.py"
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_sbatch_accepts_every_rendered_array_and_container_script(system: str, tmp_path: Path) -> None:
+    profile = with_discovered(load_profile(system, {}), run_command)
+    for name, submit_keys in {
+        "array": {"array": "8%2"},
+        "container": {"container": str(tmp_path / "mlpfctl.sif"), "container_binds": [str(tmp_path)]},
+    }.items():
+        kind = "hpo" if name == "array" else "train"
+        request = example_request(
+            profile, kind, nodes=1, out_dir=str(tmp_path), python=sys.executable, **submit_keys
+        )
+        script = tmp_path / f"{system}-{name}.sh"
+        script.write_text(render(profile, request))
+        proc = subprocess.run(
+            ["sbatch", "--test-only", str(script)], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, f"sbatch --test-only rejected the {system} {name} script: {proc.stderr}"
 
 
 def jobs_rows(tmp_path: Path) -> dict[str, dict[str, Any]]:
