@@ -19,10 +19,10 @@ from mlpfctl.cli.app import run
 from mlpfctl.errors import UsageError
 from mlpfctl.systems import recipe
 from mlpfctl.systems.profiles import load_profile
+from tests.unit.systems.golden import assert_golden
 
 ENV = {"XDG_CONFIG_HOME": "/nonexistent-mlpfctl-test"}
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "containers"
-UPDATE = os.environ.get("MLPFCTL_UPDATE_GOLDEN") == "1"
 SYSTEMS = ["jureca", "juwels", "karolina", "leonardo", "lumi", "vega"]
 WHEEL = "mlpfctl-0.1.0-py3-none-any.whl"
 
@@ -35,14 +35,7 @@ def golden_text(system: str) -> str:
 
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_golden(system: str) -> None:
-    text = golden_text(system)
-    golden = GOLDEN / f"{system}.def"
-    if UPDATE or not golden.exists():
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-        if not UPDATE:
-            pytest.fail(f"{golden} did not exist and was written; check it and commit it")
-    assert text == golden.read_text(), f"regenerate with MLPFCTL_UPDATE_GOLDEN=1 ({golden})"
+    assert_golden(GOLDEN / f"{system}.def", golden_text(system))
 
 
 def test_bases_are_the_centres_recommended_images() -> None:

@@ -16,12 +16,12 @@ from mlpfctl.systems.profiles import SystemProfile, load_profile, profile_files
 from mlpfctl.systems.render import render
 from mlpfctl.systems.request import KINDS
 from mlpfctl.systems.runner import Result
+from tests.unit.systems.golden import assert_golden
 
 ENV = {"XDG_CONFIG_HOME": "/nonexistent-mlpfctl-test"}
 SYSTEMS = sorted(profile_files(ENV))
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "slurm"
 SINFO_JSON = (Path(__file__).resolve().parents[2] / "data" / "sinfo-22.05.json").read_text()
-UPDATE = os.environ.get("MLPFCTL_UPDATE_GOLDEN") == "1"
 
 
 def sinfo(argv: Sequence[str]) -> Result:
@@ -56,16 +56,7 @@ def test_local_profile_reads_partitions_from_sinfo() -> None:
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_golden(system: str, kind: str) -> None:
     script = render(profile_for(system), example_request(profile_for(system), kind))
-    golden = GOLDEN / f"{system}-{kind}.sh"
-    if UPDATE or not golden.exists():
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(script)
-        if not UPDATE:
-            pytest.fail(f"{golden} did not exist and was written; check it and commit it")
-    assert script == golden.read_text(), (
-        f"the rendered {kind} script for {system} differs from {golden}. If the change is intended, "
-        "regenerate the golden files: MLPFCTL_UPDATE_GOLDEN=1 pytest tests/unit/systems/test_submit_render.py"
-    )
+    assert_golden(GOLDEN / f"{system}-{kind}.sh", script)
 
 
 # arrays, containers, site options: one golden file each where the profile makes a difference
@@ -101,13 +92,7 @@ def variant_script(name: str) -> str:
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_golden_variants(name: str) -> None:
-    script = variant_script(name)
-    golden = GOLDEN / f"{name}.sh"
-    if UPDATE or not golden.exists():
-        golden.write_text(script)
-        if not UPDATE:
-            pytest.fail(f"{golden} did not exist and was written; check it and commit it")
-    assert script == golden.read_text(), f"regenerate with MLPFCTL_UPDATE_GOLDEN=1 ({golden})"
+    assert_golden(GOLDEN / f"{name}.sh", variant_script(name))
 
 
 def shellcheck() -> str:
