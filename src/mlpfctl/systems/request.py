@@ -97,6 +97,9 @@ class JobRequest:
     after: tuple[Dependency, ...] = ()  # passed to sbatch at submission (job ids exist only then)
     sbatch_args: tuple[str, ...] = ()  # checked site options (--sbatch-arg), rendered as #SBATCH lines
     container_binds: tuple[str, ...] = ()  # host paths bound into the container
+    # a follow-up job in the same run directory (e.g. a step that runs after an array, with
+    # ``after``) is another script there
+    script_name: str = "job.sh"
     hpo: HpoPlan | None = None
     scale_points: tuple[int, ...] = ()
     # written next to the script with mode 0600, never rendered or printed
@@ -108,7 +111,7 @@ class JobRequest:
 
     @property
     def script_path(self) -> Path:
-        return self.run_dir / "job.sh"
+        return self.run_dir / self.script_name
 
     @property
     def world_size(self) -> int:

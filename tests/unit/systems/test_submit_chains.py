@@ -196,6 +196,30 @@ def test_dependencies_go_to_sbatch_not_into_the_script(tmp_path: Path) -> None:
     assert record["after"] == ["41:ok", "42:any"]
 
 
+def test_a_follow_up_job_in_the_same_run_directory_after_the_first(tmp_path: Path) -> None:
+    """How a kind that needs a second step (an array, then one job after it) submits both: the
+    second request is the first's with its own script name and a dependency on the first job."""
+    cfg = config(tmp_path)
+    fake = FakeSlurm()
+    first = service.plan(cfg, "check", [], fake)
+    first_record = service.submit(first, fake, service.registry_path(cfg))
+    then = replace(first.request, script_name="after.sh", after=(Dependency(first_record["job_id"]),))
+    second = service.Plan(first.profile, then, render(first.profile, then))
+    second_record = service.submit(second, fake, service.registry_path(cfg))
+    assert fake.calls[-1] == [
+        "sbatch",
+        "--parsable",
+        "--dependency=afterok:77",
+        "--kill-on-invalid-dep=yes",
+        str(first.request.run_dir / "after.sh"),
+    ]
+    assert (first.request.run_dir / "job.sh").exists() and second_record["after"] == ["77:ok"]
+    assert [r["script"] for r in jobs.read_records(service.registry_path(cfg))] == [
+        str(first.request.run_dir / "job.sh"),
+        str(first.request.run_dir / "after.sh"),
+    ]
+
+
 @pytest.mark.slow
 def test_hpo_array_creates_its_study_before_sbatch(tmp_path: Path) -> None:
     import optuna
