@@ -34,8 +34,10 @@ def recipe(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a definition file that installs this mlpfctl (the checkout's version) on the PyTorch
-    image the centre recommends (LUMI: its AI container; JSC, Leonardo, Karolina, VEGA: NGC):
+    """Write an Apptainer definition file: this mlpfctl on the centre's PyTorch image.
+
+    The base is the image the centre recommends (LUMI: its AI container; JSC, Leonardo, Karolina,
+    VEGA: NGC PyTorch); the checkout's wheel is installed without replacing the image's torch:
 
     mlpfctl container recipe --system jureca --out img && cd img && apptainer build mlpfctl.sif mlpfctl.def
     """
