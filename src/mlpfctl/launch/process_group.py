@@ -77,6 +77,13 @@ class Collectives:
     # down right after a collective (the final barrier) could deadlock.
     _held: deque[Any] = field(default_factory=lambda: deque(maxlen=32), repr=False)
 
+    @classmethod
+    def single(cls, device: torch.device | None = None) -> Collectives:
+        """One process without a group: every collective is a no-op."""
+        import torch
+
+        return cls(0, 1, device or torch.device("cpu"), torch.device("cpu"), active=False)
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0
@@ -158,17 +165,16 @@ def join_process_group(
 
     A group is made when the job has more than one rank, or when ``force`` is set; otherwise the
     returned collectives are no-ops. The backend's environment defaults (e.g. NCCL error
-    handling) are applied first; what the user set always wins.
+    handling) are in place already: ``adapter.setup_process`` applied them.
     """
     import torch
     import torch.distributed as dist
 
     if env.world_size == 1 and not force:
-        return Collectives(0, 1, device, torch.device("cpu"), active=False)
+        return Collectives.single(device)
     gloo = dist.is_gloo_available()
     backend = group_backend(adapter, gloo)
     if not dist.is_initialized():
-        adapter.apply_environment()
         kwargs: dict[str, Any] = {}
         if device.type == "cuda":
             kwargs["device_id"] = device  # binds NCCL to this rank's GPU (no device guessing)

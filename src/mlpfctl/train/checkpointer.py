@@ -36,7 +36,7 @@ def rng_state(ctx: Context) -> dict[str, Any]:
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    device = ctx.backend.generator_state(ctx.device)
+    device = ctx.backend.device_rng_state(ctx.device)
     if device is not None:
         state["device"] = device
     return state
@@ -47,7 +47,7 @@ def set_rng_state(ctx: Context, state: dict[str, Any]) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "device" in state:
-        ctx.backend.set_generator_state(ctx.device, state["device"])
+        ctx.backend.set_device_rng_state(ctx.device, state["device"])
     elif "cuda" in state and ctx.device.type == "cuda":  # checkpoints written before "device"
         torch.cuda.set_rng_state_all(state["cuda"])
 

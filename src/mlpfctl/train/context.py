@@ -119,17 +119,17 @@ def setup_rank(request: TrainRequest) -> Context:
     dist = join_process_group(backend, device, env, force=cfg.run.force_process_group)
     try:
         seed_everything(cfg.run.seed)
-        data = DataStreams(cfg, dist)
+        data = DataStreams(cfg, dist, pin_memory=backend.pin_memory, pad_buckets=backend.padding_buckets())
         spec = spec_for(cfg.model, data.schema)
-        module = build_model(spec).to(device)
+        module = backend.prepare_model(build_model(spec).to(device), device)
         model: nn.Module = module
         if dist.active:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [device.index] if device.type == "cuda" else None
             model = DistributedDataParallel(module, device_ids=ids)
-        dtype = backend.autocast_dtype() if cfg.train.amp else None
-        peak = backend.peak_flops(backend.device_name(device), _precision_name(dtype))
+        dtype = backend.autocast_dtype(device) if cfg.train.amp else None
+        peak = backend.device_peak_flops(device, _precision_name(dtype))
         weights = loss_weights(cfg)
     except BaseException:
         dist.close()

@@ -59,13 +59,22 @@ def rng_neutral(iterable: Iterable[Any]) -> Iterator[Any]:
 class DataStreams:
     """Train/validation splits, their samplers and loaders for one rank."""
 
-    def __init__(self, cfg: Config, dist: Collectives) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        dist: Collectives,
+        *,
+        pin_memory: bool = False,
+        pad_buckets: tuple[int, ...] = (),
+    ) -> None:
+        """``pin_memory``: pinned host batches make the non-blocking copy to an accelerator really
+        asynchronous; ``pad_buckets``: fixed batch widths for graph-compiling devices."""
         from mlpfctl.data.dataset import open_dataset, split_dataset
 
         self.cfg = cfg
         self.dist = dist
-        # Pinned host batches make the non-blocking copy to an accelerator really asynchronous.
-        self.pin_memory = dist.device.type != "cpu"
+        self.pin_memory = pin_memory and dist.device.type != "cpu"
+        self.pad_buckets = pad_buckets
         dataset = open_dataset(cfg.data.path, format=cfg.data.format, cache_bytes=cfg.data.cache_mb * 2**20)
         self.schema = dataset.schema
         self.train, self.valid, self.test = split_dataset(
@@ -134,7 +143,13 @@ class DataStreams:
         from mlpfctl.data.collate import make_loader
 
         return rng_neutral(
-            make_loader(dataset, batches, self.cfg.data.num_workers, pin_memory=self.pin_memory)
+            make_loader(
+                dataset,
+                batches,
+                self.cfg.data.num_workers,
+                pin_memory=self.pin_memory,
+                pad_buckets=self.pad_buckets,
+            )
         )
 
     def valid_batches(self, dataset: Any, max_events: int | None) -> list[list[int]]:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mlpfctl.console import err
-from mlpfctl.models.flops import train_flops
+from mlpfctl.models.flops import mfu, train_flops
 from mlpfctl.train.context import Context
 from mlpfctl.train.runlog import RunLogger
 from mlpfctl.train.step import LOSS_NAMES, Optimization, StepOutput
@@ -130,10 +130,10 @@ class MetricsProcessor:
             rate = events / elapsed
             record["events_per_s"] = rate
             record["elements_per_s"] = elements / elapsed
-            flops_per_s = self._flops / elapsed
-            record["tflops"] = flops_per_s / 1e12
-            if self.ctx.peak_flops:
-                record["mfu"] = flops_per_s / (self.ctx.peak_flops * self.ctx.world_size)
+            record["tflops"] = self._flops / elapsed / 1e12
+            utilisation = mfu(self._flops, elapsed, self.ctx.peak_flops, self.ctx.world_size)
+            if utilisation is not None:
+                record["mfu"] = utilisation
             if self._steps[0] > self.every:  # the first window carries the warm-up
                 self.rates.append(rate)
         self.log_writer.write("train", step, record)
