@@ -3,14 +3,38 @@
 Resolution order (lowest to highest precedence; see ``mlpfctl.config.loader``):
     defaults here < TOML file (``--config``, else ``./mlpfctl.toml``)
     < environment ``MLPFCTL_<SECTION>__<KEY>`` < command flags and ``--set section.key=value``.
+
+The choices of named things (backends, readers, processes, models, samplers, schedulers) are the
+names their registries export; those modules import no torch, optuna or numpy, so resolving a
+configuration stays cheap.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mlpfctl.backends.registry import available_names as _backend_names
 from mlpfctl.config.fields import setting
+from mlpfctl.data.readers import FORMATS as _READER_FORMATS
+from mlpfctl.data.sim.processes import PROCESSES as _PROCESSES
 from mlpfctl.durations import parse_duration
+from mlpfctl.hpo.samplers import NAMES as _SAMPLERS
+from mlpfctl.hpo.schedulers import NAMES as _SCHEDULERS
+from mlpfctl.models.registry import NAMES as _MODEL_TYPES
+
+
+def _either(names: Sequence[str]) -> str:
+    """``a, b or c``"""
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+BACKENDS = _backend_names()
+FORMATS = ["auto", *_READER_FORMATS]
+GENERATE_PROCESSES = list(_PROCESSES)
+MODEL_TYPES = list(_MODEL_TYPES)
+SAMPLERS = list(_SAMPLERS)
+SCHEDULERS = list(_SCHEDULERS)
 
 
 @dataclass
@@ -19,8 +43,8 @@ class RunSection:
 
     backend: str = setting(
         "auto",
-        "Device backend: auto, cpu, cuda, rocm, hpu or xpu ('auto' picks by priority).",
-        choices=["auto", "cpu", "cuda", "rocm", "hpu", "xpu"],
+        f"Device backend: {_either(BACKENDS)} ('auto' picks by priority).",
+        choices=BACKENDS,
     )
     seed: int = setting(0, "Global random seed (data order, initialisation, sampling).", ge=0)
     out_dir: str = setting("runs", "Parent directory of run directories.")
@@ -40,8 +64,8 @@ class DataSection:
     path: str = setting("data/ee_ttbar", "Dataset directory or file (Parquet shards, .pkl.bz2, ...).")
     format: str = setting(
         "auto",
-        "Input format: auto, key4hep (CLIC/CLD Parquet) or delphes (.pkl.bz2).",
-        choices=["auto", "key4hep", "delphes"],
+        f"Input format: {_either(FORMATS)} (key4hep: CLIC/CLD Parquet; delphes: .pkl.bz2).",
+        choices=FORMATS,
     )
     max_elements_per_batch: int = setting(
         8192, "Bucketed batching: upper bound on padded elements (events x longest event) per batch.", ge=1
@@ -60,16 +84,13 @@ class DataSection:
     )
 
 
-# Keep in sync with mlpfctl.data.sim.pythia_source.PROCESSES (a test checks it); listed here so
-# that resolving the configuration never imports the generator.
-GENERATE_PROCESSES = ["ee_ttbar", "ee_qq", "ee_zz", "ee_ww", "pp_ttbar"]
-
-
 @dataclass
 class GenerateSection:
     """Embedded dataset generation (Pythia8 + parametric CLIC-like detector)."""
 
-    process: str = setting("ee_ttbar", "Physics process to generate.", choices=GENERATE_PROCESSES)
+    process: str = setting(
+        "ee_ttbar", f"Physics process to generate: {_either(GENERATE_PROCESSES)}.", choices=GENERATE_PROCESSES
+    )
     events: int = setting(2000, "Number of events to generate.", ge=1)
     events_per_shard: int = setting(
         1000, "Events per Parquet shard (the unit of parallelism and resume).", ge=1
@@ -161,7 +182,9 @@ class ModelSection:
     """The MLPF network. ``None`` means "take the value from the preset"."""
 
     type: str = setting(
-        "attention", "Model type: attention (MLPF transformer) or gnnlsh.", choices=["attention", "gnnlsh"]
+        "attention",
+        f"Model type: {_either(MODEL_TYPES)} (attention: the MLPF transformer).",
+        choices=MODEL_TYPES,
     )
     preset: str = setting(
         "clic",
@@ -299,15 +322,15 @@ class HpoSection:
     )
     sampler: str = setting(
         "tpe",
-        "Search algorithm: grid, random, qmc, tpe, gp, cmaes or nsga2 (multi-objective).",
-        choices=["grid", "random", "qmc", "tpe", "gp", "cmaes", "nsga2"],
+        f"Search algorithm: {_either(SAMPLERS)} (nsga2: multi-objective).",
+        choices=SAMPLERS,
     )
     scheduler: str = setting(
         "asha",
         "Adaptive evaluation: none, median, sha, hyperband (Optuna pruners; stopping type), asha "
         "(promotion-type asynchronous successive halving, resumes checkpoints) or rasda (asha whose "
         "promoted trials get reduction_factor times more ranks).",
-        choices=["none", "median", "sha", "hyperband", "asha", "rasda"],
+        choices=SCHEDULERS,
     )
     trials: int = setting(
         16, "Number of configurations to evaluate (ASHA promotions continue these, not new ones).", ge=1

@@ -1,15 +1,22 @@
-"""Models by name, and the one call that builds a model from the config."""
+"""Models by name, and the one call that builds a model from the config.
+
+Importing this module imports no torch: the configuration schema takes ``model.type``'s choices
+from ``NAMES``, and a model's module is imported only when it is built.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from mlpfctl.config.schema import ModelSection
-from mlpfctl.data.events import DatasetSchema
 from mlpfctl.errors import ConfigError
-from mlpfctl.models.spec import ModelSpec, resolve_spec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from mlpfctl.config.schema import ModelSection
+    from mlpfctl.data.events import DatasetSchema
+    from mlpfctl.models.spec import ModelSpec
 
 
 def _attention(spec: ModelSpec) -> nn.Module:
@@ -25,6 +32,7 @@ def _gnnlsh(spec: ModelSpec) -> nn.Module:
 
 
 MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {"attention": _attention, "gnnlsh": _gnnlsh}
+NAMES: tuple[str, ...] = tuple(MODELS)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
@@ -39,6 +47,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 def spec_for(section: ModelSection, schema: DatasetSchema) -> ModelSpec:
     """The model spec for a dataset: feature count, classes and element types come from the data."""
+    from mlpfctl.models.spec import resolve_spec
+
     return resolve_spec(
         section,
         num_features=schema.num_features,

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlpfctl.data.block import EventBlock
-from mlpfctl.data.events import DatasetSchema
 from mlpfctl.errors import DataError
+
+if TYPE_CHECKING:  # the names below are read by the configuration schema: no numpy on import
+    from mlpfctl.data.block import EventBlock
+    from mlpfctl.data.events import DatasetSchema
 
 FORMATS: tuple[str, ...] = ("key4hep", "delphes")
 SUFFIXES: dict[str, tuple[str, ...]] = {"key4hep": (".parquet",), "delphes": (".pkl.bz2", ".pkl")}
