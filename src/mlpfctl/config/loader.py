@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import operator
 import os
 import types
@@ -198,12 +199,35 @@ _RULES: dict[str, tuple[str, Callable[[float, float], bool]]] = {
 }
 
 
+# Integers beyond int64 overflow every consumer (torch, numpy, SQLite, SLURM) in some unhelpful way.
+_INT_LIMIT = 2**63 - 1
+
+
+def _check_generic(info: FieldInfo, item: Any, source: str) -> None:
+    """Rules for every key: finite numbers within int64, non-empty text without control bytes."""
+    problem = None
+    if isinstance(item, float) and not math.isfinite(item):
+        problem = "is not a finite number"
+    elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > _INT_LIMIT:
+        problem = "is too large"
+    elif isinstance(item, str) and not item.strip():
+        problem = "is empty"
+    elif isinstance(item, str) and any(ord(c) < 32 and c not in "\t" for c in item):
+        problem = "contains control characters"
+    if problem is not None:
+        raise ConfigError(
+            f"config key '{info.key}': value {item!r} ({source}) {problem}",
+            f"{info.doc} Example: --set {info.key}={_example(info)}",
+        )
+
+
 def _check_rules(info: FieldInfo, value: Any, source: str) -> None:
     meta = info.meta
     items = value if isinstance(value, list) else [value]
     for item in items:
         if item is None:
             continue
+        _check_generic(info, item, source)
         choices = meta.get("choices")
         if choices is not None and item not in choices:
             guess = _suggest(str(item), [str(c) for c in choices])
@@ -282,6 +306,10 @@ def read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"config file '{path}' is not valid TOML: {exc}", "fix the syntax (see https://toml.io)"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config file '{path}' is not UTF-8 text (a binary file?)", "pass a TOML text file to --config"
         ) from None
     except OSError as exc:
         raise ConfigError(
