@@ -72,7 +72,7 @@ def status(records: list[dict[str, Any]], runner: Runner) -> Iterator[dict[str, 
 
 
 def check_job_id(job_id: str) -> str:
-    if not re.fullmatch(r"\d+(_\d+)?", job_id):
+    if not re.fullmatch(r"[0-9]+(_[0-9]+)?", job_id):  # ASCII only: \d also matches other scripts' digits
         raise UsageError(f"'{job_id}' is not a SLURM job id", "job ids are numbers: see `mlpfctl jobs`")
     return job_id
 
