@@ -62,11 +62,16 @@ def check_output_file(path: Path, what: str, example: str = "out.file") -> None:
         raise UsageError(f"{what} is an empty path", f"give {what} a file path")
     if path.is_dir():
         raise UsageError(f"{what} {path} is a directory", f"pass a file path, e.g. {what} {path / example}")
-    check_output_dir(path.parent, f"the directory of {what}")
-    if path.exists() and not os.access(path, os.W_OK):
+    base = nearest_existing(path.parent)
+    if not base.is_dir():
         raise UsageError(
-            f"{what} {path} cannot be replaced: it is {_not_writable(path)}",
-            f"choose another path for {what}",
+            f"{what} {path} cannot be created: {base} is a file, not a directory", f"fix the path of {what}"
+        )
+    target = path if path.exists() else base
+    if not os.access(target, os.W_OK) or not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{what} {path} cannot be written: {target} is {_not_writable(target)}",
+            f"choose a writable location with {what}",
         )
 
 

@@ -5,12 +5,14 @@ mlpfctl export runs/train-20260101-120000 --out model.onnx
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mlpfctl.cli.common import JsonOpt, path_argument, path_option
+from mlpfctl.errors import UsageError
 
 
 def export(
@@ -32,10 +34,13 @@ def export(
 ) -> None:
     """Export the model to ONNX (dynamic batch and element axes) and check it with ONNX Runtime."""
     from mlpfctl.console import err, out, print_json
-    from mlpfctl.paths import check_output_file
+    from mlpfctl.paths import check_input_dir, check_output_file
     from mlpfctl.train.export import export_run
     from mlpfctl.train.runs import load_run
 
+    if not math.isfinite(atol):  # typer's min=0.0 lets nan through
+        raise UsageError(f"--atol {atol} is not a finite number", "example: --atol 1e-3")
+    check_input_dir(run, "run directory", "pass a directory written by 'mlpfctl train'")
     target = out_path or run / "model.onnx"
     check_output_file(target, "--out", "model.onnx")  # before the export, not after it
     loaded = load_run(run, checkpoint)

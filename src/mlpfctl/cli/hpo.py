@@ -152,7 +152,9 @@ def worker(
             "--worker-index", help="Seeds this worker's sampler (default: SLURM_PROCID or array task id)."
         ),
     ] = None,
-    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Stop after this many jobs.")] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option("--max-jobs", min=1, help="Stop after this many jobs.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Join an existing study and work on it until it is done (what SLURM job steps run).
@@ -201,7 +203,7 @@ def status(
     sets: SetOpt = None,
     storage: StorageOpt = None,
     study: StudyOpt = None,
-    top: Annotated[int, typer.Option("--top", help="Rows in the best-configurations table.")] = 5,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the best-configurations table.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
     """Trial counts per state and rung, and the best configurations so far."""
@@ -222,7 +224,7 @@ def report(
         Path | None,
         path_option("--out", help="Report directory (default: <hpo workdir>/report)."),
     ] = None,
-    top: Annotated[int, typer.Option("--top", help="Rows in the best-configurations table.")] = 10,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the best-configurations table.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """Best trials, parameter importances, PNG plots and the best config as a train TOML."""

@@ -281,9 +281,10 @@ def _flatten_toml(data: Mapping[str, Any], source: str, fields: Mapping[str, Fie
     out: list[Override] = []
     for section, body in data.items():
         if not isinstance(body, dict):
+            known = {f.section for f in fields.values()}
             raise (
                 _unknown_key(section, source, fields)
-                if "." not in section
+                if "." not in section and section not in known
                 else ConfigError(
                     f"'{section}' ({source}) must be a [section] table",
                     "write it as [section] with key = value",
@@ -297,24 +298,28 @@ def _flatten_toml(data: Mapping[str, Any], source: str, fields: Mapping[str, Fie
     return out
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, what: str = "config file", hint: str = "check the --config path") -> dict[str, Any]:
+    """A TOML file as a dict; every way it can fail is a ConfigError naming ``what`` and the path.
+
+    Shared by the readers of user-supplied TOML (config, search spaces, system profiles).
+    """
+    from mlpfctl.errors import os_error
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' does not exist", "check the --config path") from None
+        raise ConfigError(f"{what} '{path}' does not exist", hint) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
-            f"config file '{path}' is not valid TOML: {exc}", "fix the syntax (see https://toml.io)"
+            f"{what} '{path}' is not valid TOML: {exc}", "fix the syntax (see https://toml.io)"
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(
-            f"config file '{path}' is not UTF-8 text (a binary file?)", "pass a TOML text file to --config"
+            f"{what} '{path}' is not UTF-8 text (a binary file?)", f"pass a TOML text file as the {what}"
         ) from None
     except OSError as exc:
-        raise ConfigError(
-            f"config file '{path}' cannot be read: {exc.strerror}", "check permissions"
-        ) from None
+        raise ConfigError(f"{what} '{path}' cannot be read: {exc.strerror}", os_error(exc).hint) from None
 
 
 def env_overrides(env: Mapping[str, str], fields: Mapping[str, FieldInfo]) -> list[Override]:

@@ -34,8 +34,16 @@ _NEXT_KEY = re.compile(r" (?=[A-Za-z][A-Za-z/:_]*=)")
 def read_records(registry: Path) -> list[dict[str, Any]]:
     if not registry.exists():
         return []
+    try:
+        text = registry.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(
+            f"jobs registry {registry} cannot be read ({cause})",
+            "point submit.registry at the JSON-lines file 'mlpfctl submit' writes (or remove the setting)",
+        ) from None
     records = []
-    for line in registry.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

@@ -37,6 +37,7 @@ from mlpfctl.train.rundir import CHECKPOINT_DIR, list_checkpoints
 __all__ = ["CHECKPOINT_DIR", "UnsafeCheckpoint", "list_checkpoints", "load", "load_latest", "save"]
 
 MAGIC = b"MLPFCKPT1\n"
+NEXT_STEP = "pick another checkpoint or run (train: start without --resume)"
 
 
 # Keys every checkpoint of the training loop has, with the type each must have.
@@ -90,13 +91,13 @@ def decode(blob: bytes, source: str) -> dict[str, Any]:
     if not blob.startswith(MAGIC) or len(blob) < head:
         raise DataError(
             f"checkpoint {source} is not an mlpfctl checkpoint or is truncated",
-            "pick another checkpoint or start without --resume",
+            NEXT_STEP,
         )
     digest, payload = blob[len(MAGIC) : head - 1].decode(errors="replace"), blob[head:]
     if hashlib.sha256(payload).hexdigest() != digest:
         raise DataError(
             f"checkpoint {source} is damaged (checksum mismatch)",
-            "pick another checkpoint or start without --resume",
+            NEXT_STEP,
         )
     try:
         with torch.serialization.safe_globals(_safe_globals()):
@@ -112,7 +113,7 @@ def decode(blob: bytes, source: str) -> dict[str, Any]:
     except Exception as exc:  # a torch.save stream that does not parse: a zip or pickle error
         raise DataError(
             f"checkpoint {source} has a valid checksum but an unreadable payload ({type(exc).__name__})",
-            "pick another checkpoint or start without --resume",
+            NEXT_STEP,
         ) from None
     return check_state(state, source)
 
@@ -153,8 +154,7 @@ def restoring(source: str | Path | None) -> Iterator[None]:
             detail = detail[:240] + " ..."
         raise DataError(
             f"checkpoint {source} does not fit this run ({type(exc).__name__}: {detail})",
-            "it belongs to another model or configuration: resume with that run's settings, "
-            "pick another checkpoint, or start without --resume",
+            "it belongs to another model or configuration: use that run's settings, or " + NEXT_STEP,
         ) from None
 
 
@@ -186,11 +186,19 @@ def load_latest(target: Path) -> tuple[Path, dict[str, Any]]:
             f"no checkpoint found in {target}",
             f"expected {CHECKPOINT_DIR}/step-NNNNNNNN.ckpt inside the run directory",
         )
+    skipped: list[str] = []
     for path in reversed(candidates):
         try:
-            return path, load(path)
+            state = load(path)
         except UnsafeCheckpoint:
             raise  # tampering is not damage: stop instead of quietly using an older state
         except DataError as exc:
-            warn(f"skipping {exc.message}")
-    raise DataError(f"every checkpoint in {target} is damaged", "start the run again without --resume")
+            skipped.append(exc.message)
+            continue
+        for message in skipped:  # said only when an older checkpoint takes over
+            warn(f"skipping {message}")
+        return path, state
+    raise DataError(
+        f"every checkpoint in {target} is damaged ({len(skipped)}; newest: {skipped[0]})",
+        "the run has no usable checkpoint: train it again (mlpfctl train without --resume)",
+    )

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpfctl.atomic import atomic_write_text
+from mlpfctl.atomic import atomic_write_bytes, atomic_write_text
 from mlpfctl.config.loader import to_dict
 from mlpfctl.config.schema import Config
 from mlpfctl.console import warn
 from mlpfctl.errors import DataError, UsageError
-from mlpfctl.paths import check_output_dir
+from mlpfctl.paths import check_output_dir, nearest_existing
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.toml"
@@ -106,8 +106,9 @@ def write_record(directory: Path, config: Config) -> None:
         "fingerprint": fingerprint(config),
         "data": {"path": data, "relative": os.path.relpath(data, absolute(directory))},
     }
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / RUN_FILE, json.dumps(record, indent=2) + "\n")
+    if record != old:  # an unchanged run (a plain resume) is not rewritten
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / RUN_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def locate_data(directory: Path, configured: str) -> str:
@@ -182,12 +183,18 @@ def plan(
 
 @contextlib.contextmanager
 def claim(run_plan: Plan, config: Config) -> Iterator[None]:
-    """Write ``run.json`` and run the block; a user error before the first checkpoint of a new run
-    removes everything the block created, so the directory can be used again as it was."""
+    """Write ``run.json`` and run the block. A user error before any new checkpoint undoes what
+    the block did: a new run's files are removed (and its directory, if it was created), a
+    resumed run gets its previous ``run.json`` back."""
     directory = run_plan.run_dir
     created = not directory.exists()
+    base = nearest_existing(directory)  # the directories below it are created for the run
     before = set(directory.iterdir()) if not created else set()
-    fresh = run_plan.resume is None and not list_checkpoints(directory)
+    new_run = not holds_run(directory)
+    record_path = directory / RUN_FILE
+    old_record = record_path.read_bytes() if record_path.is_file() else None
+    old_times = (record_path.stat().st_atime_ns, record_path.stat().st_mtime_ns) if old_record else None
+    checkpoints = list_checkpoints(directory)
     write_record(directory, config)
     if run_plan.note:
         warn(run_plan.note)
@@ -198,17 +205,26 @@ def claim(run_plan: Plan, config: Config) -> Iterator[None]:
     try:
         yield
     except UsageError:
-        if fresh and not list_checkpoints(directory):
-            _remove_new(directory, before, created)
+        if list_checkpoints(directory) == checkpoints:  # nothing trained that could be lost
+            if new_run:
+                _remove_new(directory, before, base if created else None)
+            elif old_record is not None and old_times and record_path.read_bytes() != old_record:
+                atomic_write_bytes(record_path, old_record)
+                os.utime(record_path, ns=old_times)  # as if it had never been touched
         raise
 
 
-def _remove_new(directory: Path, before: set[Path], created: bool) -> None:
+def _remove_new(directory: Path, before: set[Path], created_below: Path | None) -> None:
+    """Remove the entries of ``directory`` not in ``before``; when the directory was created,
+    remove it and its (now empty) parents up to ``created_below``."""
     with contextlib.suppress(OSError):
         for entry in set(directory.iterdir()) - before:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-        if created:
-            directory.rmdir()
+        if created_below is not None:
+            current = Path(absolute(directory))
+            while current != created_below and current != current.parent:
+                current.rmdir()  # OSError (not empty) stops the walk: something else lives there
+                current = current.parent
