@@ -145,5 +145,5 @@ def test_wrong_contents_are_data_errors(tmp_path: Path, payload: Any, fragment: 
 
 def test_a_state_that_does_not_fit_is_a_data_error() -> None:
     model = torch.nn.Linear(3, 2)
-    with pytest.raises(DataError, match="x.ckpt does not fit this run"), ckpt.restoring("x.ckpt"):
+    with pytest.raises(DataError, match=r"x\.ckpt does not fit this run"), ckpt.restoring("x.ckpt"):
         model.load_state_dict({"weight": torch.zeros(5, 5), "bias": torch.zeros(2)})
