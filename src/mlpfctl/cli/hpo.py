@@ -112,10 +112,9 @@ def run(
         resume or create_only,
         default_storage=not cfg.hpo.storage,
     )
-    check_inputs(request)
-    if report_dir is not None:
-        check_output_dir(report_dir, "--report")
     if dry_run:
+        # A plan only: the storage and the data may exist only where the job will run (mlpfctl
+        # submit dry-runs a job's command on the login node), so they are checked below.
         plan = request.describe()
         if as_json:
             print_json(plan)
@@ -123,6 +122,9 @@ def run(
             for key, value in plan.items():
                 out.print(f"{key}: {value}")
         return
+    check_inputs(request)  # before anything is created or any worker starts
+    if report_dir is not None:
+        check_output_dir(report_dir, "--report")
     if create_only:
         from mlpfctl.hpo.driver import prepare_study
 

@@ -412,9 +412,13 @@ def to_toml(config: Config, mask_secrets: bool = True) -> str:
 
 
 def flag_overrides(flags: Mapping[str, tuple[str, Any]]) -> list[Override]:
-    """Overrides from command flags: ``{"train.lr": ("--lr", value)}``; None means not given."""
-    return [
-        Override(key, value, f"flag {flag}")
-        for key, (flag, value) in flags.items()
-        if value is not None and value is not _MISSING
-    ]
+    """Overrides from command flags: ``{"train.lr": ("--lr", value)}``; None means not given.
+
+    An empty flag value is refused even where the key may be unset (``--set key=`` does that):
+    ``--time "$WALLTIME"`` with the variable unset must not quietly mean the default.
+    """
+    given = {k: fv for k, fv in flags.items() if fv[1] is not None and fv[1] is not _MISSING}
+    for flag, value in given.values():
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(f"{flag} is empty", f"give {flag} a value, or leave it out for the default")
+    return [Override(key, value, f"flag {flag}") for key, (flag, value) in given.items()]
