@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mlpfctl.console import log, warn
 from mlpfctl.errors import EXIT_CHECKPOINTED, Checkpointed, RuntimeFailure, UsageError
 from mlpfctl.hpo.asha import ATTR_KIND, ATTR_SLOT
-from mlpfctl.hpo.lifetime import DRIVER_PID_ENV, driver_lock
+from mlpfctl.hpo.lifetime import DRIVER_PID_ENV, driver_lock, record_workers
 from mlpfctl.hpo.settings import SETTINGS_ATTR, StudySettings, load_settings
 from mlpfctl.hpo.storage import StorageSpec, check_location, open_storage
 
@@ -191,6 +191,7 @@ def run_driver(request: RunRequest) -> RunResult:
                 procs.append(
                     subprocess.Popen(worker_command(request.study, index), env=env, pass_fds=(lock,))
                 )
+            record_workers(lock, [proc.pid for proc in procs])
             codes = [proc.wait() for proc in procs]
     except KeyboardInterrupt:
         warn("interrupted: stopping the workers (their running trials are re-queued; continue with --resume)")

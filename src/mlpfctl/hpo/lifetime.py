@@ -1,10 +1,10 @@
 """Workers live no longer than their driver, and one driver at a time works a study.
 
 * A worker started by ``mlpfctl hpo run`` finds the driver's pid in its environment and asks the
-  kernel for SIGTERM when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``), so a killed driver
-  (SIGKILL, OOM killer, a closed terminal) takes its workers with it; SIGTERM makes a worker fail
-  and re-queue its running trial, as on a SLURM preemption. Where prctl is missing, the worker
-  polls its parent pid instead.
+  kernel for a signal when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``), relayed as one
+  SIGTERM, so a killed driver (SIGKILL, the OOM killer) takes its workers with it; SIGTERM makes a
+  worker fail and re-queue its running trial, as on a SLURM preemption. Where prctl is missing,
+  the worker polls its parent pid instead.
 * The driver holds an exclusive ``flock`` on ``<workdir>/.driver.lock`` and hands the locked
   descriptor to its workers, so the lock is free only when the driver *and* all its workers are
   gone. A second ``hpo run --resume`` therefore never starts workers next to the old ones: it waits
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import signal
@@ -33,24 +32,41 @@ LOCK_NAME = ".driver.lock"
 _PR_SET_PDEATHSIG = 1
 
 
+# The kernel sends the parent-death signal at every reparenting of the worker: once per thread of
+# the driver that exits after the one that started it. A second SIGTERM would cut short the
+# worker's shutdown (failing and re-queuing its trial), so the kernel's signal is this relay, which
+# turns the first delivery into one SIGTERM and ignores the rest.
+_DEATH_SIGNAL = signal.SIGUSR2
+_relayed = threading.Event()
+
+
+def _relay(signum: int, frame: object) -> None:
+    if not _relayed.is_set():
+        _relayed.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def bind_to_driver(env: Mapping[str, str] | None = None) -> None:
-    """In a worker: die (SIGTERM) with the driver that started it; nothing for other workers."""
+    """In a worker: stop (one SIGTERM) when the driver that started it dies; nothing for others."""
     env = os.environ if env is None else env
     text = env.get(DRIVER_PID_ENV, "")
     if not text.isdigit():
         return  # a SLURM job step or a worker started by hand: its parent is not a driver
     driver = int(text)
-    if not _parent_death_signal(signal.SIGTERM):
+    signal.signal(_DEATH_SIGNAL, _relay)
+    if not _parent_death_signal(_DEATH_SIGNAL):
         _watch_parent(driver)
     if os.getppid() != driver:  # the driver died before the signal was armed
-        os.kill(os.getpid(), signal.SIGTERM)
+        _relay(_DEATH_SIGNAL, None)
 
 
 def _parent_death_signal(signum: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        # The symbols already loaded into this process (libc among them): find_library("c")
+        # would spawn ldconfig, a fork of this worker, for nothing.
+        libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
@@ -60,7 +76,7 @@ def _watch_parent(driver: int, interval: float = 1.0) -> None:
     def watch() -> None:
         while os.getppid() == driver:
             time.sleep(interval)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), _DEATH_SIGNAL)
 
     threading.Thread(target=watch, name="driver-watch", daemon=True).start()
 
@@ -73,11 +89,20 @@ def driver_lock(workdir: Path, study: str, wait: float = 60.0) -> Iterator[int]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         _acquire(fd, path, study, wait)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        _write(fd, [os.getpid()])
         yield fd
     finally:
         os.close(fd)  # the workers' inherited copies keep the lock until they exit too
+
+
+def record_workers(fd: int, pids: list[int]) -> None:
+    """Note the workers in the lock file: a later driver waits until these processes are gone."""
+    _write(fd, [os.getpid(), *pids])
+
+
+def _write(fd: int, pids: list[int]) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (" ".join(map(str, pids)) + "\n").encode(), 0)
 
 
 def _acquire(fd: int, path: Path, study: str, wait: float) -> None:
@@ -86,7 +111,7 @@ def _acquire(fd: int, path: Path, study: str, wait: float) -> None:
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            break
         except BlockingIOError:
             pass
         holder = _holder(path)
@@ -104,12 +129,22 @@ def _acquire(fd: int, path: Path, study: str, wait: float) -> None:
             log("waiting for the workers of the previous driver to stop ...")
             said = True
         time.sleep(0.2)
+    # A worker drops the lock when its files close, a moment before the process is gone: wait for
+    # the processes themselves (bounded: a pid may have been reused meanwhile).
+    old_workers = _pids(path)[1:]
+    while any(_alive(pid) for pid in old_workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _pids(path: Path) -> list[int]:
+    with contextlib.suppress(OSError, ValueError):
+        return [int(word) for word in path.read_text().split()]
+    return []
 
 
 def _holder(path: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
-        return int(path.read_text().split()[0])
-    return None
+    pids = _pids(path)
+    return pids[0] if pids else None
 
 
 def _alive(pid: int) -> bool:

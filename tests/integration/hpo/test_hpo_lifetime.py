@@ -6,6 +6,7 @@ killed with SIGKILL (no chance to clean up), then ``--resume``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -61,8 +62,15 @@ class _Census(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.05):
-            alive = [p for p in _workers(self.study) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-            self.peak = max(self.peak, len(alive))
+            found = _workers(self.study)
+            pids = {p.pid for p in found}
+            with contextlib.suppress(psutil.Error):  # a process may end while it is looked at
+                alive = [
+                    p
+                    for p in found
+                    if p.status() != psutil.STATUS_ZOMBIE and p.ppid() not in pids  # not a fork of one
+                ]
+                self.peak = max(self.peak, len(alive))
 
 
 def _wait(predicate: object, timeout: float) -> None:
@@ -79,9 +87,8 @@ def test_workers_die_with_a_killed_driver_and_resume_never_doubles_them(tmp_path
     study = f"life{os.getpid()}"
     census = _Census(study)
     census.start()
-    driver = subprocess.Popen(
-        _command(tmp_path, study), env=_env(0.3), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    log = (tmp_path / "first-driver.log").open("w")  # the workers write here too, after the kill
+    driver = subprocess.Popen(_command(tmp_path, study), env=_env(0.3), stdout=subprocess.DEVNULL, stderr=log)
     try:
         _wait(lambda: len(list((tmp_path / "work").glob("trial-*/calls.jsonl"))) >= 2, 120)
         workers = _workers(study)
@@ -108,7 +115,13 @@ def test_workers_die_with_a_killed_driver_and_resume_never_doubles_them(tmp_path
     )
     trials = optuna.load_study(study_name=study, storage=storage).get_trials()
     complete = sorted(int(t.user_attrs[ATTR_SLOT]) for t in trials if t.state == S.COMPLETE)
-    assert complete == [0, 1, 2, 3]
+    summary = "; ".join(
+        f"{t.number} {t.state.name} "
+        + " ".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(t.user_attrs.items()))
+        for t in trials
+    )
+    log.close()
+    assert complete == [0, 1, 2, 3], summary + "\n" + (tmp_path / "first-driver.log").read_text()[-3000:]
     assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)]
 
 
