@@ -10,9 +10,30 @@ import typer
 if TYPE_CHECKING:
     from mlpfctl.config import Resolved
 
+
+def path_arg(value: str) -> Path:
+    """Typer parser for path options: an empty string would silently mean the working directory."""
+    if not str(value).strip():
+        raise typer.BadParameter("an empty path is not allowed")
+    return Path(value)
+
+
+PATH_METAVAR = "<path>"  # what Typer shows for plain Path options
+
+
+def path_option(*names: str, **kwargs: Any) -> Any:
+    """``typer.Option`` for a path: an empty string is refused instead of meaning "."."""
+    return typer.Option(*names, parser=path_arg, metavar=PATH_METAVAR, **kwargs)
+
+
+def path_argument(**kwargs: Any) -> Any:
+    """``typer.Argument`` for a path (an empty string is refused)."""
+    return typer.Argument(parser=path_arg, **kwargs)
+
+
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option(
+    path_option(
         "--config", "-c", help="TOML config file (default: ./mlpfctl.toml if present).", show_default=False
     ),
 ]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config
+from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config, path_option
 
 app = typer.Typer(
     help="Hyperparameter optimisation: Optuna search with SHA/Hyperband/ASHA/RASDA.", no_args_is_help=True
@@ -66,7 +66,8 @@ def run(
         bool, typer.Option("--resume", help="Continue an existing study (after a kill).")
     ] = False,
     report_dir: Annotated[
-        Path | None, typer.Option("--report", help="Write the report (plots, best config) here when done.")
+        Path | None,
+        path_option("--report", help="Write the report (plots, best config) here when done."),
     ] = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -96,8 +97,9 @@ def run(
         },
     )
     from mlpfctl.console import out, print_json
-    from mlpfctl.hpo.driver import RunRequest, run_driver
+    from mlpfctl.hpo.driver import RunRequest, check_inputs, run_driver
     from mlpfctl.hpo.settings import StudySettings
+    from mlpfctl.paths import check_output_dir
 
     cfg = resolved.config
     spec = _storage(cfg, None)
@@ -108,8 +110,11 @@ def run(
         StudySettings.from_config(cfg, cfg.hpo.study),
         cfg.hpo.workers,
         resume or create_only,
+        default_storage=not cfg.hpo.storage,
     )
     if dry_run:
+        # A plan only: the storage and the data may exist only where the job will run (mlpfctl
+        # submit dry-runs a job's command on the login node), so they are checked below.
         plan = request.describe()
         if as_json:
             print_json(plan)
@@ -117,6 +122,9 @@ def run(
             for key, value in plan.items():
                 out.print(f"{key}: {value}")
         return
+    check_inputs(request)  # before anything is created or any worker starts
+    if report_dir is not None:
+        check_output_dir(report_dir, "--report")
     if create_only:
         from mlpfctl.hpo.driver import prepare_study
 
@@ -146,7 +154,9 @@ def worker(
             "--worker-index", help="Seeds this worker's sampler (default: SLURM_PROCID or array task id)."
         ),
     ] = None,
-    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Stop after this many jobs.")] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option("--max-jobs", min=1, help="Stop after this many jobs.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Join an existing study and work on it until it is done (what SLURM job steps run).
@@ -154,6 +164,9 @@ def worker(
     The search settings come from the study itself; other study options (--space, --trials, ...)
     are accepted so that a job can pass one argument list to create and worker, and are ignored.
     """
+    from mlpfctl.hpo.lifetime import bind_to_driver
+
+    bind_to_driver()  # first: a worker of a driver that is already gone must not start a trial
     resolved = load_config(
         config, sets, {"hpo.storage": ("--storage", storage), "hpo.study": ("--study", study)}
     )
@@ -192,7 +205,7 @@ def status(
     sets: SetOpt = None,
     storage: StorageOpt = None,
     study: StudyOpt = None,
-    top: Annotated[int, typer.Option("--top", help="Rows in the best-configurations table.")] = 5,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the best-configurations table.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
     """Trial counts per state and rung, and the best configurations so far."""
@@ -210,9 +223,10 @@ def report(
     storage: StorageOpt = None,
     study: StudyOpt = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Report directory (default: <hpo workdir>/report).")
+        Path | None,
+        path_option("--out", help="Report directory (default: <hpo workdir>/report)."),
     ] = None,
-    top: Annotated[int, typer.Option("--top", help="Rows in the best-configurations table.")] = 10,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the best-configurations table.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """Best trials, parameter importances, PNG plots and the best config as a train TOML."""
@@ -221,7 +235,10 @@ def report(
     )
     cfg = resolved.config
     from mlpfctl.hpo import report as rep
+    from mlpfctl.paths import check_output_dir
 
+    if out_dir is not None:
+        check_output_dir(out_dir, "--out")
     url = _storage(cfg, None).url
     _, settings = rep.load(url, cfg.hpo.study)
     _show(url, cfg.hpo.study, out_dir or Path(settings.workdir) / "report", as_json, top)

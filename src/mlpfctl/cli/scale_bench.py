@@ -7,14 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config
+from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config, path_argument, path_option
+from mlpfctl.paths import check_output_dir
 
 app = typer.Typer(
     help="Measure how training and HPO scale; fit loss against dataset size.", no_args_is_help=True
 )
 
 OutOpt = Annotated[
-    Path, typer.Option("--out", "-o", help="Directory for the JSON records, CSV and PNG plots.")
+    Path,
+    path_option("--out", "-o", help="Directory for the JSON records, CSV and PNG plots."),
 ]
 DataOpt = Annotated[str | None, typer.Option("--data", help="Dataset (sets data.path).", show_default=False)]
 BackendOpt = Annotated[
@@ -76,6 +78,7 @@ def train_scaling(
     if mode not in ("strong", "weak"):
         raise UsageError(f"--mode {mode!r} is not strong or weak", "use --mode strong or --mode weak")
     sizes = _ints(world_sizes, "--world-sizes")
+    check_output_dir(out_dir, "--out")
     resolved = load_config(
         config, sets, {"data.path": ("--data", data), "run.backend": ("--backend", backend)}
     )
@@ -146,6 +149,7 @@ def scaling_law(
     from mlpfctl.console import err, print_json
 
     sizes = _ints(train_events, "--train-events")
+    check_output_dir(out_dir, "--out")
     if len(sizes) < 4:
         from mlpfctl.errors import UsageError
 
@@ -213,6 +217,7 @@ def hpo_scaling(
     from mlpfctl.errors import UsageError
 
     counts = _ints(workers, "--workers")
+    check_output_dir(out_dir, "--out")
     run_args = tuple(ctx.args)
     banned = {"--workers", "--study", "--storage", "--resume"} & set(run_args)
     if banned:
@@ -243,7 +248,10 @@ def hpo_scaling(
 
 @app.command("report")
 def report(
-    directory: Annotated[Path, typer.Argument(help="Output directory of scale-bench runs.")],
+    directory: Annotated[
+        Path,
+        path_argument(help="Output directory of scale-bench runs."),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Print the tables and write CSV and PNG plots (throughput, speedup vs ideal, efficiency, L(D))."""

@@ -47,13 +47,10 @@ class ConfigRow:
 def load(storage_url: str, study_name: str) -> tuple[optuna.Study, StudySettings]:
     import optuna
 
-    from mlpfctl.hpo.storage import open_storage, parse_url
+    from mlpfctl.hpo.storage import check_location, open_storage, parse_url
 
     spec = parse_url(storage_url)
-    if spec.path is not None and not spec.path.exists():
-        raise UsageError(
-            f"storage file '{spec.path}' does not exist", "check --storage (or run 'mlpfctl hpo run')"
-        )
+    check_location(spec, existing=True)
     storage = open_storage(spec, heartbeat_interval=60, grace_period=120, max_retry=0)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)

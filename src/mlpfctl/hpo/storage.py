@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 import warnings
@@ -75,6 +76,64 @@ def parse_url(url: str) -> StorageSpec:
         f"unsupported storage URL '{shown}'",
         "use sqlite:///PATH.db, journal:///PATH.log or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB",
     )
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_location(spec: StorageSpec, *, existing: bool, create_parent: bool = False) -> None:
+    """Check a file storage before anything opens it (opening creates the file, the journal its
+    directory): a worker, ``status`` and ``report`` need the file to exist, a new study needs its
+    directory to exist (``create_parent``: the default location, which mlpfctl may create), and
+    an existing file must be of the right kind. Creates nothing."""
+    if spec.path is None:
+        return
+    from mlpfctl.paths import check_output_dir
+
+    path = spec.path
+    example = "sqlite:///DIR/study.db" if spec.kind == "sqlite" else "journal:///DIR/study.log"
+    if path.is_dir():
+        raise ConfigError(f"storage {spec.masked}: {path} is a directory", f"name a file in it: {example}")
+    if not path.exists():
+        if existing:
+            raise ConfigError(
+                f"storage file '{path}' does not exist",
+                "check --storage, or create the study first ('mlpfctl hpo run' or 'hpo create')",
+            )
+        if not create_parent and not path.parent.is_dir():
+            raise ConfigError(
+                f"storage {spec.masked}: the directory {path.parent} does not exist",
+                "create it first (mlpfctl does not create directories named in --storage) or fix the path",
+            )
+        check_output_dir(path.parent, "the storage directory")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(
+            f"storage file '{path}' is not writable (read-only file system, permissions or an immutable "
+            "attribute)",
+            "copy it somewhere writable, or fix its permissions",
+        )
+    if spec.kind == "sqlite" and path.stat().st_size:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+        if header != _SQLITE_HEADER:
+            raise ConfigError(
+                f"storage file '{path}' is not an SQLite database",
+                f"pass the study's database (or a new file name) to --storage, e.g. {example}",
+            )
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the password of ``url`` (nor any other user:password@ in it), one line,
+    without SQLAlchemy's link to its error catalogue."""
+    text = text.split("(Background on this error at:")[0]
+    rest = url.split("://", 1)[-1]
+    creds = rest.rpartition("@")[0]
+    password = creds.split(":", 1)[1] if ":" in creds else ""
+    if password:
+        text = text.replace(password, "***")
+    text = re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
+    return " ".join(text.split())
 
 
 class RetryPolicy:
@@ -139,8 +198,14 @@ def open_storage(
                 heartbeat_stale_trial_callback=RetryPolicy(max_retry),
             )
     except Exception as exc:  # SQLAlchemy/driver errors: unreachable server, bad credentials
+        detail = f"{type(exc).__name__}: {_scrub(str(exc), spec.url)}"
+        if spec.kind == "sqlite":  # a file the user named: not a database, locked, unreadable
+            raise ConfigError(
+                f"cannot open the study storage {spec.masked}: {detail}",
+                "check the path in --storage: an SQLite database file (or a new file name)",
+            ) from None
         raise RuntimeFailure(
-            f"cannot open the study storage {spec.masked}: {type(exc).__name__}: {mask_secret(str(exc))}",
+            f"cannot open the study storage {spec.masked}: {detail}",
             "check the URL, that the server is running and reachable, and the credentials",
         ) from None
     if spec.kind == "sqlite":

@@ -50,7 +50,7 @@ from mlpfctl.hpo.objective import (
 )
 from mlpfctl.hpo.settings import StudySettings, load_settings
 from mlpfctl.hpo.space import SearchSpace, same_config
-from mlpfctl.hpo.storage import ATTR_RETRY_OF, Liveness, StorageSpec, open_storage
+from mlpfctl.hpo.storage import ATTR_RETRY_OF, Liveness, StorageSpec, check_location, open_storage
 
 if TYPE_CHECKING:
     import optuna
@@ -95,6 +95,8 @@ class Worker:
         from mlpfctl.hpo.schedulers import make_pruner
 
         self.request = request
+        # A worker joins a study: opening a missing journal or SQLite file would create it.
+        check_location(request.storage, existing=True)
         # A first connection without heartbeat settings only to read the stored settings.
         try:
             probe = optuna.load_study(

@@ -448,22 +448,23 @@ def _train(ctx: Context) -> TrainResult:
 
     if ctx.request.resume is not None:
         last_ckpt, state = ckpt.load_latest(ctx.request.resume)
-        ctx.module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _rebase_schedule(scheduler, optimizer, tcfg, lr)
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step = int(state["step"])
-        saved_world = int(state.get("world_size", ctx.world_size))
-        pos = Position(**state["position"])
-        if saved_world != ctx.world_size:
-            # Another rank count (RASDA, rescaled jobs): keep the number of global batches consumed.
-            pos = Position(pos.epoch, pos.batch * saved_world // ctx.world_size)
-        ctx.history = list(state.get("history", []))
-        best = state.get("best_val_loss")
-        rngs = state["rng"]
-        set_rng_state(rngs[ctx.rank % len(rngs)])
+        with ckpt.restoring(last_ckpt):  # a state that does not fit this run is a user error
+            ctx.module.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _rebase_schedule(scheduler, optimizer, tcfg, lr)
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            step = int(state["step"])
+            saved_world = int(state.get("world_size", ctx.world_size))
+            pos = Position(**state["position"])
+            if saved_world != ctx.world_size:
+                # Another rank count (RASDA, rescaled jobs): keep the number of global batches consumed.
+                pos = Position(pos.epoch, pos.batch * saved_world // ctx.world_size)
+            ctx.history = list(state.get("history", []))
+            best = state.get("best_val_loss")
+            rngs = state["rng"]
+            set_rng_state(rngs[ctx.rank % len(rngs)])
 
     log = RunLogger(ctx.request.run_dir, enabled=ctx.is_main)
     if ctx.is_main:
