@@ -104,14 +104,17 @@ def _cuda_count(env: Mapping[str, str]) -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def prepare_study(request: RunRequest) -> optuna.Study:
-    """Create the study with its settings and queued configurations, or reopen it for --resume."""
+def prepare_study(request: RunRequest, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study with its settings and queued configurations, or reopen it for --resume.
+
+    ``storage`` replaces the URL's storage (simulated workers share one in-memory storage).
+    """
     import optuna
 
     s = request.settings
     # Plan before touching the storage: a bad space or grid leaves no empty study (or file) behind.
     plans = _plan(s, 0, s.trials)
-    storage = open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
+    storage = storage or open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
     names = {
         summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }

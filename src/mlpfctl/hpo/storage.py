@@ -193,8 +193,8 @@ class Liveness:
             directory = _heartbeat_dir(self.spec)
             directory.mkdir(parents=True, exist_ok=True)
             (directory / str(trial_id)).touch()
-        else:
-            storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        elif hasattr(storage, "record_heartbeat"):  # not Optuna's in-memory storage (simulations)
+            storage.record_heartbeat(trial_id)
 
     def forget(self, trial_id: int) -> None:
         if self.spec.kind == "journal":
