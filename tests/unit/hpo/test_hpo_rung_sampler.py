@@ -49,14 +49,13 @@ def test_one_observation_per_configuration_at_the_highest_well_filled_rung() -> 
     assert all(t.intermediate_values.keys() == {BUDGETS[0]} for t in pruned)
 
 
-def test_only_configurations_without_results_are_constant_liar_lies() -> None:
+def test_every_running_job_is_a_constant_liar_lie_but_results_count_once() -> None:
     trials = [job(c, 0, 0.5, c / 10) for c in range(3)]
-    trials.append(job(1, 1, None, 0.1, state=S.RUNNING))  # a promotion running: no lie
-    trials.append(job(7, 0, None, 0.7, state=S.RUNNING))  # a new configuration running: a lie
+    trials.append(job(1, 1, None, 0.1, state=S.RUNNING))  # configuration 1 being promoted
+    trials.append(job(7, 0, None, 0.7, state=S.RUNNING))  # a new configuration running
     view = view_trials(configurations(trials), BUDGETS, min_observations=3)
-    running = [t.params["x"] for t in view if t.state == S.RUNNING]
-    assert running == [0.7]
-    assert sum(t.params["x"] == 0.1 for t in view) == 1
+    assert sorted(t.params["x"] for t in view if t.state == S.RUNNING) == [0.1, 0.7]
+    assert sorted(t.params["x"] for t in view if t.state == S.COMPLETE) == [0.0, 0.1, 0.2]
 
 
 class Recorder(optuna.samplers.RandomSampler):
@@ -82,4 +81,5 @@ def test_the_wrapped_sampler_is_shown_the_view_and_the_study_is_untouched() -> N
     # 6 configurations (not 7 jobs), the running new configuration, and the trial being sampled.
     assert [t.state for t in base.seen] == [S.COMPLETE] * 6 + [S.RUNNING, S.RUNNING]
     assert [t.value for t in base.seen[:6]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert base.seen[6].params == {"x": 0.9}
     assert len(study.trials) == 9  # the view lives in its own in-memory study
