@@ -373,7 +373,7 @@ def print_summary(info: dict[str, Any], rows: list[ConfigRow], top: int) -> None
     configs = ", ".join(f"{k} {v}" for k, v in info["configurations"].items())
     states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(info["states"].items()))
     if info["outcomes"]:
-        states += " (" + ", ".join(f"{k} {v}" for k, v in sorted(info["outcomes"].items())) + ")"
+        states += "; outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(info["outcomes"].items()))
     out.print(
         f"study [bold]{info['study']}[/]: {info['sampler']} + {info['scheduler']}, rungs {info['rungs']}; "
         f"steps consumed {info['steps_consumed']}\n"
