@@ -48,6 +48,17 @@ def claim(study: optuna.Study, trial: int) -> bool:
 
 def finish(study: optuna.Study, trial: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
     """Move an unfinished trial to a finished ``state``; False if it was already finished."""
+    return _set_state(study, trial, state, values)
+
+
+def give_back(study: optuna.Study, trial: int) -> bool:
+    """RUNNING -> WAITING: the next claim continues the trial (False if it was finished meanwhile)."""
+    import optuna
+
+    return _set_state(study, trial, optuna.trial.TrialState.WAITING, None)
+
+
+def _set_state(study: optuna.Study, trial: int, state: TrialState, values: Sequence[float] | None) -> bool:
     import optuna
 
     try:

@@ -33,8 +33,11 @@ def test_claim_is_won_once_and_never_on_a_finished_trial(study: optuna.Study) ->
     assert api.claim(study, ident) is True
     assert api.claim(study, ident) is False  # already RUNNING: the second claimant loses
     assert api.get(study, ident).state == S.RUNNING
+    assert api.give_back(study, ident) is True  # checkpointed at a stop request: WAITING again
+    assert api.claim(study, ident) is True
     assert api.finish(study, ident, S.FAIL) is True
     assert api.finish(study, ident, S.COMPLETE, [1.0]) is False  # finished: nobody wins again
+    assert api.give_back(study, ident) is False
     assert api.claim(study, ident) is False
     assert api.get(study, ident).state == S.FAIL
 
