@@ -58,8 +58,15 @@ def run(
     objective: Annotated[
         str | None, typer.Option("--objective", help="Generic objective module:function or file.py:function.")
     ] = None,
-    min_resource: Annotated[int | None, typer.Option("--min-resource", help="Bottom-rung steps r.")] = None,
-    max_resource: Annotated[int | None, typer.Option("--max-resource", help="Top-rung steps R.")] = None,
+    min_resource: Annotated[
+        int | None,
+        typer.Option(
+            "--min-resource", help="Bottom-rung steps r (default: derived from R, eta, train.val_every)."
+        ),
+    ] = None,
+    max_resource: Annotated[
+        int | None, typer.Option("--max-resource", help="Top-rung steps R (default: train.steps).")
+    ] = None,
     eta: Annotated[int | None, typer.Option("--eta", help="Reduction factor eta.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed.")] = None,
     resume: Annotated[

@@ -305,11 +305,18 @@ class HpoSection:
     max_ranks_per_trial: int = setting(
         8, "rasda: upper bound on the ranks a promoted trial may grow to.", ge=1
     )
-    min_resource: int = setting(
-        100, "Bottom-rung budget r in training steps (a multiple of train.val_every).", ge=1
+    min_resource: int | None = setting(
+        None,
+        "Bottom-rung budget r in training steps (a multiple of train.val_every). None = derived: the "
+        "smallest multiple of train.val_every from which eta-fold rungs climb to max_resource "
+        "(docs/hpo.md, Rungs).",
+        ge=1,
     )
-    max_resource: int = setting(
-        900, "Top-rung budget R in training steps: the full training length of a surviving trial.", ge=1
+    max_resource: int | None = setting(
+        None,
+        "Top-rung budget R in training steps: the full training length of a surviving trial "
+        "(None = train.steps).",
+        ge=1,
     )
     reduction_factor: int = setting(3, "Successive-halving reduction factor eta (keep the top 1/eta).", ge=2)
     min_early_stopping_rate: int = setting(

@@ -111,15 +111,19 @@ def check_inputs(request: RunRequest) -> None:
     check_output_dir(Path(s.workdir), "hpo.workdir")
 
 
-def prepare_study(request: RunRequest) -> optuna.Study:
-    """Create the study with its settings and queued configurations, or reopen it for --resume."""
+def prepare_study(request: RunRequest, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study with its settings and queued configurations, or reopen it for --resume.
+
+    ``storage`` replaces the URL's storage (simulated workers share one in-memory storage).
+    """
     import optuna
 
-    check_inputs(request)
+    if storage is None:  # simulated workers share an in-memory storage: nothing on disk to check
+        check_inputs(request)
     s = request.settings
     # Plan before touching the storage: a bad space or grid leaves no empty study (or file) behind.
     plans = _plan(s, 0, s.trials)
-    storage = open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
+    storage = storage or open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
     names = {
         summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }

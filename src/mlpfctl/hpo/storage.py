@@ -258,8 +258,8 @@ class Liveness:
             directory = _heartbeat_dir(self.spec)
             directory.mkdir(parents=True, exist_ok=True)
             (directory / str(trial_id)).touch()
-        else:
-            storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        elif hasattr(storage, "record_heartbeat"):  # not Optuna's in-memory storage (simulations)
+            storage.record_heartbeat(trial_id)
 
     def forget(self, trial_id: int) -> None:
         if self.spec.kind == "journal":
@@ -313,9 +313,12 @@ class Liveness:
         probe.touch()
         now = probe.stat().st_mtime
         probe.unlink()
+        from mlpfctl.hpo import optuna_api as api
+
         failed: list[int] = []
         for trial in running:
-            beat = directory / str(trial._trial_id)
+            ident = api.trial_id(trial)
+            beat = directory / str(ident)
             try:
                 last = beat.stat().st_mtime
             except FileNotFoundError:
@@ -325,16 +328,11 @@ class Liveness:
                 last = start.timestamp() if start is not None else now
             if now - last <= self.grace:
                 continue
-            try:
-                won = study._storage.set_trial_state_values(
-                    trial._trial_id, state=optuna.trial.TrialState.FAIL
-                )
-            except optuna.exceptions.UpdateFinishedTrialError:
-                won = False  # another worker (or the owner, just in time) finished it first
-            if won:
-                failed.append(trial._trial_id)
-                self.forget(trial._trial_id)
-                self.retry(study, study._storage.get_trial(trial._trial_id))
+            # False when another worker (or the owner, just in time) finished it first.
+            if api.finish(study, ident, optuna.trial.TrialState.FAIL):
+                failed.append(ident)
+                self.forget(ident)
+                self.retry(study, api.get(study, ident))
         return failed
 
 
