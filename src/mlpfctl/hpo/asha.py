@@ -35,9 +35,9 @@ global batch by ``train.lr_scaling`` (linear or square root).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlpfctl.hpo.storage import ATTR_RETRY_OF
 
@@ -57,6 +57,8 @@ ATTR_OUTCOME = "mlpfctl.outcome"  # "paused" | "top" | "complete" | "pruned" | "
 ATTR_DEDUPE = "mlpfctl.dedupe_attempts"
 ATTR_DUPLICATE_OF = "mlpfctl.duplicate_of"
 RUNG_OUTCOMES = ("paused", "top")
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -118,12 +120,19 @@ def promotion_candidates(
     table = rung_table(trials)
     out: list[int] = []
     for rung in range(top_rung - 1, -1, -1):
-        entries = table.get(rung, [])
-        for entry in entries[: len(entries) // eta]:
-            candidate = waiting_by_parent.get(entry.number)
-            if candidate is not None:
-                out.append(candidate)
+        ranked = [entry.number for entry in table.get(rung, [])]
+        out += [waiting_by_parent[number] for number in rung_promotions(ranked, eta, waiting_by_parent)]
     return out
+
+
+def rung_promotions(ranked: Sequence[K], eta: int, open_: Container[K]) -> list[K]:
+    """ASHA's promotion rule for one rung, free of any storage (``mlpfctl hpo simulate`` uses it too).
+
+    ``ranked`` holds the rung's finished jobs, best first (value, then trial number); ``open_`` the
+    jobs whose promotion has not been claimed yet. A job may be promoted if it is in the top
+    ``floor(n / eta)`` of its rung and still open; the result lists those, best first.
+    """
+    return [key for key in ranked[: len(ranked) // eta] if key in open_]
 
 
 def _negated(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
