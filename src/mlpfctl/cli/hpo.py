@@ -243,3 +243,210 @@ def _show(url: str, study_name: str, report_dir: Path | None, as_json: bool, top
         print_json(info)
     else:
         rep.print_summary(info, rows, top)
+
+
+@app.command("simulate")
+def simulate(
+    sources: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from",
+            help="Recorded study to learn curves and job times from (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    storages: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage",
+            help="Storage URL of the --from studies: one for all, or one per study (default: hpo.storage).",
+            show_default=False,
+        ),
+    ] = None,
+    schedulers: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Comma-separated: none, sha, hyperband, asha, rasda (default: the study's).",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[str, typer.Option("--workers", help="Comma-separated worker counts.")] = "1,4,16,64",
+    trials: Annotated[
+        int | None,
+        typer.Option("--trials", min=1, help="Configurations (default: the study's).", show_default=False),
+    ] = None,
+    min_resource: Annotated[
+        int | None, typer.Option("--min-resource", min=1, help="Bottom-rung steps r.", show_default=False)
+    ] = None,
+    max_resource: Annotated[
+        int | None, typer.Option("--max-resource", min=1, help="Top-rung steps R.", show_default=False)
+    ] = None,
+    eta: Annotated[
+        int | None, typer.Option("--eta", min=2, help="Reduction factor eta.", show_default=False)
+    ] = None,
+    ranks_per_trial: Annotated[
+        int | None, typer.Option("--ranks-per-trial", min=1, help="Ranks per trial.", show_default=False)
+    ] = None,
+    max_ranks_per_trial: Annotated[
+        int | None,
+        typer.Option(
+            "--max-ranks-per-trial", min=1, help="rasda: most ranks a trial grows to.", show_default=False
+        ),
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Replays per point (uncertainties).")] = 20,
+    draw: Annotated[
+        str, typer.Option("--draw", help="bootstrap (recorded configurations) or model (fitted curve model).")
+    ] = "bootstrap",
+    trend: Annotated[
+        bool,
+        typer.Option("--trend/--no-trend", help="Keep the recorded sampler's improvement over the campaign."),
+    ] = True,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the replays.")] = 0,
+    target: Annotated[
+        float | None,
+        typer.Option(
+            "--target", help="Loss to reach (default: reached in half the replays).", show_default=False
+        ),
+    ] = None,
+    noise: Annotated[
+        bool, typer.Option("--timing-noise/--no-timing-noise", help="Scatter job times as recorded.")
+    ] = True,
+    step_s: Annotated[
+        float | None,
+        typer.Option(
+            "--step-s", min=0.0, help="Seconds per training step (default: fitted).", show_default=False
+        ),
+    ] = None,
+    startup_s: Annotated[
+        float | None,
+        typer.Option(
+            "--startup-s", min=0.0, help="Start-up seconds per job (default: fitted).", show_default=False
+        ),
+    ] = None,
+    resume_s: Annotated[
+        float | None,
+        typer.Option(
+            "--resume-s",
+            min=0.0,
+            help="Extra seconds to resume a checkpoint (default: fitted).",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint_s: Annotated[
+        float | None,
+        typer.Option(
+            "--checkpoint-s", min=0.0, help="Extra seconds per paused job's checkpoint.", show_default=False
+        ),
+    ] = None,
+    dispatch_s: Annotated[
+        float | None,
+        typer.Option(
+            "--dispatch-s",
+            min=0.0,
+            help="Seconds between two jobs of a worker (default: measured).",
+            show_default=False,
+        ),
+    ] = None,
+    launch_s: Annotated[
+        float | None,
+        typer.Option(
+            "--launch-s", min=0.0, help="Campaign start-up seconds (driver, workers).", show_default=False
+        ),
+    ] = None,
+    rank_efficiency: Annotated[
+        float | None,
+        typer.Option(
+            "--rank-efficiency",
+            min=0.01,
+            max=1.0,
+            help="rasda: weak-scaling efficiency of extra ranks (default: measured, else 1).",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write simulate.json, .csv and .png here.", show_default=False),
+    ] = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict an HPO campaign's wall time, GPU-hours and speed-up per scheduler and worker count.
+
+    A discrete-event replay of the workers (no training), fed with the learning curves and job
+    times recorded in earlier studies. Example:
+
+    mlpfctl hpo simulate --from scale-w1 --storage sqlite:///sb/hpo-w1.db --scheduler asha,sha
+    """
+    from mlpfctl.cli.common import int_list
+    from mlpfctl.console import err, out, print_json
+    from mlpfctl.errors import UsageError
+    from mlpfctl.hpo import sim_plan, sim_report
+
+    if not sources:
+        raise UsageError("no study to simulate from", "give one or more: --from STUDY --storage URL")
+    cfg = load_config(config, sets).config
+    urls = list(storages or [])
+    if not urls:
+        from mlpfctl.hpo.storage import default_url
+
+        urls = [cfg.hpo.storage or default_url(cfg.run.out_dir, s) for s in sources]
+    elif len(urls) == 1:
+        urls = urls * len(sources)
+    elif len(urls) != len(sources):
+        raise UsageError(
+            f"{len(urls)} --storage URLs for {len(sources)} --from studies",
+            "give one --storage for all studies, or one per --from",
+        )
+    names = tuple(s.strip() for s in (schedulers or "").split(",") if s.strip())
+    request = sim_plan.SimRequest(
+        sources=tuple(sim_plan.Source(u, s) for u, s in zip(urls, sources, strict=True)),
+        schedulers=names,
+        workers=tuple(int_list(workers, "--workers")),
+        trials=trials,
+        min_resource=min_resource,
+        max_resource=max_resource,
+        eta=eta,
+        ranks_per_trial=ranks_per_trial,
+        max_ranks_per_trial=max_ranks_per_trial,
+        repeats=repeats,
+        draw=draw,
+        trend=trend,
+        seed=seed,
+        target=target,
+        noise=noise,
+        costs=sim_plan.CostOverrides(
+            step_s, startup_s, resume_s, checkpoint_s, dispatch_s, launch_s, rank_efficiency
+        ),
+    )
+    prepared = sim_plan.prepare(request)
+    if dry_run:
+        plan = prepared.describe()
+        if as_json:
+            print_json(plan)
+        else:
+            for key, value in plan.items():
+                out.print(f"{key}: {value}")
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = repeats * len(prepared.schedulers) * len(prepared.workers)
+    with Progress(
+        TextColumn("simulate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("simulate", total=total)
+        result = sim_plan.run(prepared, lambda n: progress.advance(task, n))
+    written = sim_report.write(result, out_dir) if out_dir is not None else []
+    if as_json:
+        print_json(result.as_dict() | {"files": [str(p) for p in written]})
+        return
+    out.print(sim_report.render(result))
+    for path in written:
+        err.print(f"wrote {path}")
