@@ -91,7 +91,11 @@ class CurvePool:
         return out
 
     def _link(self, j: int) -> Link:
-        pairs = [(k[j], k[j + 1]) for k in self.known if k[j] is not None and k[j + 1] is not None]
+        pairs: list[tuple[float, float]] = []
+        for known in self.known:
+            x, y = known[j], known[j + 1]
+            if x is not None and y is not None:
+                pairs.append((x, y))
         if not pairs:
             reached = max(
                 (self.ladder[i] for k in self.known for i, v in enumerate(k) if v is not None),

@@ -122,7 +122,7 @@ def plot(result: SimResult) -> bytes:
         def series(
             key: str, factor: float, rows: list[dict[str, Any]] = rows
         ) -> tuple[list[float], list[float]]:
-            values = [(r.get(key) if r.get(key) is not None else math.nan) * factor for r in rows]
+            values = [float(r[key]) * factor if r.get(key) is not None else math.nan for r in rows]
             return values, [(r.get(f"{key}_std") or 0.0) * factor for r in rows]
 
         ys, es = series("wall_s", 1 / scale)

@@ -232,7 +232,7 @@ class _Stopper:
             self.brackets: list[Any] = []
             self.hyperband: Any = None
             return
-        pruner = make_pruner(campaign.scheduler, campaign.rungs)
+        pruner: Any = make_pruner(campaign.scheduler, campaign.rungs)
         if campaign.scheduler == "hyperband":
             pruner._try_initialization(None)  # max_resource is an int: touches no study
             self.hyperband = pruner
@@ -257,7 +257,8 @@ class _Stopper:
         if not self.brackets:
             return []
         pruner = self.brackets[bracket]
-        out, rung = [], 0
+        out: list[int] = []
+        rung = 0
         while True:
             step = pruner._min_resource * pruner._reduction_factor ** (pruner._min_early_stopping_rate + rung)
             if step > self.max_step:
