@@ -85,7 +85,8 @@ def test_table_and_dry_run(recorded: tuple[Path, str]) -> None:
     tmp, url = recorded
     code, stdout, stderr = simulate(url, "--workers", "4", "--repeats", "3", "--draw", "model")
     assert code == 0, stderr
-    assert "hpo simulate: 12 configurations" in stdout and "reuse gain: wall time without trial reuse" in stdout
+    assert "hpo simulate: 12 configurations" in stdout
+    assert "reuse gain: wall time without trial reuse" in stdout
     code, stdout, _ = simulate(url, "--workers", "4", "--dry-run", "--json", "--out", str(tmp / "dry"))
     assert code == 0
     plan = json.loads(stdout)

@@ -122,24 +122,17 @@ def test_recorded_asha_study_gives_curves_jobs_and_positions() -> None:
         }
     )  # fmt: skip
     paused = {"mlpfctl.config": 0, "mlpfctl.rung": 0, "mlpfctl.start": 0, "mlpfctl.budget": 10}
+    promoted = {
+        **paused,
+        "mlpfctl.rung": 1,
+        "mlpfctl.start": 10,
+        "mlpfctl.budget": 30,
+        "mlpfctl.outcome": "top",
+    }
     trials = [
         frozen(0, "PRUNED", {**paused, "mlpfctl.outcome": "paused"}, {10: 2.0}, 0.0, 6.0),
         frozen(1, "PRUNED", {**paused, "mlpfctl.config": 1, "mlpfctl.outcome": "diverged"}, {}, 0.0, 3.0),
-        frozen(
-            2,
-            "COMPLETE",
-            {
-                "mlpfctl.config": 0,
-                "mlpfctl.rung": 1,
-                "mlpfctl.start": 10,
-                "mlpfctl.budget": 30,
-                "mlpfctl.outcome": "top",
-                "mlpfctl.kind": "promotion",
-            },
-            {10: 2.0, 30: 3.0},
-            6.5,
-            20.0,
-        ),  # fmt: skip
+        frozen(2, "COMPLETE", {**promoted, "mlpfctl.kind": "promotion"}, {10: 2.0, 30: 3.0}, 6.5, 20.0),
     ]
     recorded = from_trials("s", "sqlite:///x", settings, trials)
     assert [c.curve for c in recorded.configs] == [{10: -2.0, 30: -3.0}, {}]  # maximised: sign flipped
