@@ -34,6 +34,45 @@ def _storage(config: Any, storage: str | None) -> Any:
     return parse_url(url)
 
 
+# hpo run's study options: parameter -> (config key, flag). The submit planner reads job arguments
+# through the same table (resolve_run_args), so both see one campaign.
+RUN_FLAGS = {
+    "space": ("hpo.space", "--space"),
+    "sampler": ("hpo.sampler", "--sampler"),
+    "scheduler": ("hpo.scheduler", "--scheduler"),
+    "trials": ("hpo.trials", "--trials"),
+    "workers": ("hpo.workers", "--workers"),
+    "ranks_per_trial": ("hpo.ranks_per_trial", "--ranks-per-trial"),
+    "storage": ("hpo.storage", "--storage"),
+    "study": ("hpo.study", "--study"),
+    "objective": ("hpo.objective", "--objective"),
+    "min_resource": ("hpo.min_resource", "--min-resource"),
+    "max_resource": ("hpo.max_resource", "--max-resource"),
+    "eta": ("hpo.reduction_factor", "--eta"),
+    "seed": ("hpo.seed", "--seed"),
+}
+
+
+def run_overrides(params: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    return {key: (flag, params.get(name)) for name, (key, flag) in RUN_FLAGS.items()}
+
+
+def resolve_run_args(args: list[str]) -> Any:
+    """The configuration that ``mlpfctl hpo run ARGS`` would resolve (read by the submit planner)."""
+    import typer.main
+    from typer._click import exceptions as click_exceptions
+
+    from mlpfctl.errors import UsageError
+
+    command: Any = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    try:
+        with command.make_context("run", list(args)) as ctx:
+            params = dict(ctx.params)
+    except click_exceptions.ClickException as exc:
+        raise UsageError(f"hpo arguments: {exc.format_message()}", "see: mlpfctl hpo run --help") from None
+    return load_config(params.get("config"), params.get("sets"), run_overrides(params)).config
+
+
 @app.command("run")
 def run(
     ctx: typer.Context,
@@ -76,25 +115,8 @@ def run(
     As ``mlpfctl hpo create`` (same options): only create the study, or reuse it if it exists (a
     requeued SLURM job); the job's ``mlpfctl hpo worker`` steps then do the work.
     """
-    resolved = load_config(
-        config,
-        sets,
-        {
-            "hpo.space": ("--space", space),
-            "hpo.sampler": ("--sampler", sampler),
-            "hpo.scheduler": ("--scheduler", scheduler),
-            "hpo.trials": ("--trials", trials),
-            "hpo.workers": ("--workers", workers),
-            "hpo.ranks_per_trial": ("--ranks-per-trial", ranks_per_trial),
-            "hpo.storage": ("--storage", storage),
-            "hpo.study": ("--study", study),
-            "hpo.objective": ("--objective", objective),
-            "hpo.min_resource": ("--min-resource", min_resource),
-            "hpo.max_resource": ("--max-resource", max_resource),
-            "hpo.reduction_factor": ("--eta", eta),
-            "hpo.seed": ("--seed", seed),
-        },
-    )
+    params = {k: v for k, v in locals().items() if k in RUN_FLAGS}
+    resolved = load_config(config, sets, run_overrides(params))
     from mlpfctl.console import out, print_json
     from mlpfctl.hpo.driver import RunRequest, run_driver
     from mlpfctl.hpo.settings import StudySettings
@@ -309,9 +331,14 @@ def simulate(
             "--target", help="Loss to reach (default: reached in half the replays).", show_default=False
         ),
     ] = None,
-    noise: Annotated[
-        bool, typer.Option("--timing-noise/--no-timing-noise", help="Scatter job times as recorded.")
-    ] = True,
+    timing: Annotated[
+        str,
+        typer.Option(
+            "--timing",
+            help="Job-time factors: noise (the recorded scatter), load (the recorded machine load over "
+            "the campaign's time, then the scatter left), fixed (none).",
+        ),
+    ] = "noise",
     step_s: Annotated[
         float | None,
         typer.Option(
@@ -381,7 +408,7 @@ def simulate(
     mlpfctl hpo simulate --from scale-w1 --storage sqlite:///sb/hpo-w1.db --scheduler asha,sha
     """
     from mlpfctl.cli.common import int_list
-    from mlpfctl.console import err, out, print_json
+    from mlpfctl.console import err, out, print_json, warn
     from mlpfctl.errors import UsageError
     from mlpfctl.hpo import sim_plan, sim_report
 
@@ -416,12 +443,14 @@ def simulate(
         trend=trend,
         seed=seed,
         target=target,
-        noise=noise,
+        timing=timing,
         costs=sim_plan.CostOverrides(
             step_s, startup_s, resume_s, checkpoint_s, dispatch_s, launch_s, rank_efficiency
         ),
     )
     prepared = sim_plan.prepare(request)
+    for note in prepared.notes:
+        warn(note)
     if dry_run:
         plan = prepared.describe()
         if as_json:
@@ -450,3 +479,28 @@ def simulate(
     out.print(sim_report.render(result))
     for path in written:
         err.print(f"wrote {path}")
+
+
+def submit_plan(request: Any, studies: list[str], storage: str | None) -> dict[str, Any]:
+    """``mlpfctl submit --plan-from STUDY ... -- hpo``: log the job's campaign plan and return it."""
+    from mlpfctl.console import log, warn
+    from mlpfctl.errors import UsageError
+    from mlpfctl.hpo.campaign_plan import plan_campaign
+    from mlpfctl.hpo.sim_plan import Source
+    from mlpfctl.hpo.storage import default_url
+
+    if request.hpo is None:
+        raise UsageError(
+            f"--plan-from plans HPO campaigns, not {request.kind} jobs",
+            "drop --plan-from, or submit '-- hpo ...'",
+        )
+    cfg = resolve_run_args(list(request.hpo.driver_command[2:]))
+    sources = [Source(storage or default_url(cfg.run.out_dir, study), study) for study in studies]
+    plan = plan_campaign(
+        cfg.hpo, request.hpo.workers, request.nodes * request.gpus_per_node, request.time_s, sources
+    )
+    for line in plan.lines():
+        log(line)
+    for message in plan.warnings:
+        warn(message)
+    return plan.as_dict()

@@ -34,6 +34,19 @@ def submit(
     cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="CPUs per task.")] = None,
     job_name: Annotated[str | None, typer.Option("--job-name", "-J", help="SLURM job name.")] = None,
     launcher: Annotated[str | None, typer.Option("--launcher", help="srun, torchrun or auto.")] = None,
+    plan_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plan-from",
+            help="hpo: predict the campaign's wall time and GPU-hours from this recorded study "
+            "(repeatable; mlpfctl hpo simulate).",
+            show_default=False,
+        ),
+    ] = None,
+    plan_storage: Annotated[
+        str | None,
+        typer.Option("--plan-storage", help="Storage URL of the --plan-from studies.", show_default=False),
+    ] = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     dry_run: DryRunOpt = False,
@@ -67,11 +80,19 @@ def submit(
     runner = runner_mod.default_runner()
     plan = service.plan(resolved.config, job[0], job[1:], runner)
     request = plan.request
+    campaign = None
+    if plan_from:  # the campaign simulator's plan (owned by the sim engineer)
+        from mlpfctl.cli.hpo import submit_plan
+
+        campaign = submit_plan(request, plan_from, plan_storage)
     if dry_run:
         for path in request.secret_files:
             log(f"would write the storage password to {path} (mode 0600), never into the script")
         if as_json:
-            print_json({"dry_run": True, "script_path": str(request.script_path), "script": plan.script})
+            extra = {"campaign_plan": campaign} if campaign else {}
+            print_json(
+                {"dry_run": True, "script_path": str(request.script_path), "script": plan.script} | extra
+            )
         else:
             out.file.write(plan.script)
             out.file.flush()

@@ -18,8 +18,12 @@ import heapq
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlpfctl.hpo.sim_source import RecordedJob
+
+LOAD_WINDOW = 7  # jobs in the running median that estimates the machine's load at a moment
+FIT_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -29,13 +33,16 @@ class CostFit:
     resume_s: float
     dispatch_s: float
     efficiency: dict[int, float] = field(default_factory=dict)
-    jitter: tuple[float, ...] = ()
+    jitter: tuple[float, ...] = ()  # measured / fitted time of every job (load and scatter together)
+    residuals: tuple[float, ...] = ()  # the same with the load profile divided out
+    load: tuple[tuple[float, float], ...] = ()  # (seconds since the first job, slow-down factor)
     jobs: int = 0
     workers: int = 1  # the most jobs that ran at once (the recorded campaign's worker count)
     notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         spread = statistics.pstdev(self.jitter) if len(self.jitter) > 1 else 0.0
+        factors = [f for _, f in self.load]
         return {
             "step_s": self.step_s,
             "startup_s": self.startup_s,
@@ -45,16 +52,25 @@ class CostFit:
             "jobs": self.jobs,
             "workers": self.workers,
             "job_time_spread": spread,
+            "load_range": [min(factors), max(factors)] if factors else None,
             "notes": list(self.notes),
         }
 
 
 def fit_costs(jobs: Sequence[RecordedJob], base_ranks: int) -> CostFit:
+    """Least squares of the job times, with the recorded machine load divided out.
+
+    On a shared machine the same job takes longer when others compute: the fit alternates between
+    the cost coefficients (on load-corrected times) and the load (a running median over
+    ``LOAD_WINDOW`` consecutive jobs of measured / fitted time, normalised to a median of 1).
+    """
     import numpy as np
     from scipy.optimize import nnls
 
     notes: list[str] = []
-    base = [j for j in jobs if j.ranks <= base_ranks] or list(jobs)
+    base = sorted((j for j in jobs if j.ranks <= base_ranks), key=lambda j: j.started_s) or sorted(
+        jobs, key=lambda j: j.started_s
+    )
     steps = np.array([j.steps for j in base], dtype=float)
     seconds = np.array([j.seconds for j in base], dtype=float)
     resumed = np.array([1.0 if j.resumed else 0.0 for j in base])
@@ -67,7 +83,14 @@ def fit_costs(jobs: Sequence[RecordedJob], base_ranks: int) -> CostFit:
         notes.append("all recorded jobs trained the same number of steps: start-up folded into step time")
         columns = [steps]
     design = np.stack(columns, axis=1)
-    coef, _ = nnls(design, seconds)
+    load = np.ones_like(seconds)
+    for _ in range(FIT_ROUNDS):
+        coef, _ = nnls(design, seconds / load)
+        predicted = design @ coef
+        if not (predicted > 0).all():
+            break
+        load = _running_median(seconds / predicted, LOAD_WINDOW)
+        load /= float(np.median(load))
     if len(columns) == 1:
         startup, step_s, resume = 0.0, float(coef[0]), 0.0
     else:
@@ -76,20 +99,31 @@ def fit_costs(jobs: Sequence[RecordedJob], base_ranks: int) -> CostFit:
     if step_s <= 0:
         step_s = float(seconds.sum() / max(steps.sum(), 1.0))
         startup, resume = 0.0, 0.0
+        load = np.ones_like(seconds)
         notes.append("no per-step trend in the recorded job times: mean seconds per step used")
     predicted = startup + resume * resumed + step_s * steps
-    ratios = tuple(float(min(5.0, max(0.2, s / p))) for s, p in zip(seconds, predicted, strict=True) if p > 0)
+    ratios = seconds / np.where(predicted > 0, predicted, 1.0)
     return CostFit(
         step_s=step_s,
         startup_s=startup,
         resume_s=resume,
         dispatch_s=dispatch_gap(jobs),
         efficiency=_efficiency(jobs, base_ranks, startup, resume, step_s),
-        jitter=ratios,
+        jitter=tuple(float(np.clip(r, 0.2, 5.0)) for r in ratios),
+        residuals=tuple(float(np.clip(r, 0.2, 5.0)) for r in ratios / load),
+        load=tuple((j.started_s, float(f)) for j, f in zip(base, load, strict=True)),
         jobs=len(jobs),
         workers=concurrency(jobs),
         notes=tuple(notes),
     )
+
+
+def _running_median(values: Any, window: int) -> Any:
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    half = window // 2
+    return np.array([np.median(data[max(0, i - half) : i + half + 1]) for i in range(len(data))])
 
 
 def _efficiency(

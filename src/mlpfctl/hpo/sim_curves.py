@@ -47,10 +47,18 @@ class Link:
 
 class CurvePool:
     def __init__(self, configs: Sequence[RecordedConfig], ladder: Sequence[int]) -> None:
-        self.ladder = list(ladder)
+        self.steps = list(ladder)
         first = min((min(c.curve) for c in configs if c.curve), default=None)
         if first is None:
             raise UsageError("no recorded learning curve to draw from", "simulate from a study with trials")
+        # Past the longest recorded curve every configuration keeps its loss there: wall time and
+        # GPU-hours stay right (they depend on the steps), losses and times to a target do not.
+        self.recorded_max = max(max(c.curve) for c in configs if c.curve)
+        inside = [step for step in ladder if step <= self.recorded_max]
+        self.extrapolated = len(inside) < len(self.steps)
+        if self.extrapolated and (not inside or inside[-1] < self.recorded_max):
+            inside.append(self.recorded_max)
+        self.ladder = inside
         if self.ladder[0] < first:
             raise UsageError(
                 f"the recorded learning curves start at step {first}, after the simulated bottom rung "
@@ -161,7 +169,11 @@ class CurvePool:
         if full is None:  # observed only between ladder steps: treat as unseen
             return self._model(i, rng)
         # Past the divergence the chain's values are never read (SimConfig.at says None there).
-        return SimConfig(full, diverged)
+        return SimConfig(self._expand(full), diverged)
+
+    def _expand(self, full: dict[int, float]) -> dict[int, float]:
+        """Values at the requested steps: past the recordings, the last recorded step's."""
+        return {step: full.get(step, full[self.ladder[-1]]) for step in self.steps}
 
     def _model(self, i: int, rng: random.Random) -> SimConfig:
         """An unseen configuration near recorded one ``i``: its bottom-rung loss smeared by the kernel."""
@@ -175,4 +187,4 @@ class CurvePool:
             bottom = rng.choice(self.bottoms)
         full = self._complete([bottom + rng.gauss(0.0, self.bandwidth)], rng)
         assert full is not None
-        return SimConfig(full, diverged)
+        return SimConfig(self._expand(full), diverged)

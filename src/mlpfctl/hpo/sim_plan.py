@@ -33,6 +33,8 @@ from mlpfctl.hpo.simulate import (
     simulate,
 )
 
+TIMINGS = ("noise", "load", "fixed")
+
 
 @dataclass(frozen=True)
 class Source:
@@ -69,7 +71,7 @@ class SimRequest:
     trend: bool = True  # keep the recorded sampler's improvement over the campaign
     seed: int = 0
     target: float | None = None
-    noise: bool = True
+    timing: str = "noise"  # noise: recorded scatter; load: the recorded load over time; fixed: none
     costs: CostOverrides = field(default_factory=CostOverrides)
 
 
@@ -100,6 +102,18 @@ class Prepared:
             poll_s=self.poll_s,
             study_name=self.recorded[0].name,
         )
+
+    @property
+    def notes(self) -> list[str]:
+        """Where the prediction rests on assumptions rather than on the recordings."""
+        out = list(self.fit.notes)
+        if self.pool.extrapolated:
+            out.append(
+                f"the recorded learning curves end at step {self.pool.recorded_max}, the campaign trains "
+                f"to {self.rungs.max_resource}: past it each configuration keeps its last loss, so wall "
+                "time and GPU-hours hold, losses and times to a target do not"
+            )
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -134,9 +148,10 @@ class Prepared:
                 "launch_s": self.costs.launch_s,
                 "efficiency": {str(k): v for k, v in sorted(self.costs.efficiency.items())},
                 "default_efficiency": self.costs.default_efficiency,
-                "timing_noise": bool(self.costs.jitter),
+                "timing": self.request.timing,
             },
             "fit": self.fit.as_dict(),
+            "notes": self.notes,
         }
 
 
@@ -151,6 +166,8 @@ def prepare(request: SimRequest) -> Prepared:
     _positive("--workers", request.workers)
     if request.repeats < 1:
         raise UsageError(f"--repeats {request.repeats} must be at least 1", "example: --repeats 20")
+    if request.timing not in TIMINGS:
+        raise UsageError(f"unknown --timing '{request.timing}'", f"available: {', '.join(TIMINGS)}")
     if request.draw not in DRAWS:
         raise UsageError(f"unknown --draw '{request.draw}'", f"available: {', '.join(DRAWS)}")
     schedulers = tuple(check_scheduler(s) for s in request.schedulers)
@@ -184,7 +201,9 @@ def prepare(request: SimRequest) -> Prepared:
         launch_s=o.launch_s or 0.0,
         efficiency={} if o.rank_efficiency is not None else efficiency,
         default_efficiency=o.rank_efficiency if o.rank_efficiency is not None else 1.0,
-        jitter=fit.jitter if request.noise else (),
+        jitter=fit.jitter if request.timing == "noise" else (),
+        load=fit.load if request.timing == "load" else (),
+        residuals=fit.residuals if request.timing == "load" else (),
     )
     pool = CurvePool([c for r in recorded for c in r.configs], decision_steps(rungs, schedulers))
     workers = tuple(sorted({1, *request.workers}))

@@ -43,12 +43,17 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     std = row.get(f"{key}_std") if key not in NO_SPREAD else None
     if fmt != "dur":
         return fmt.format(value) + (f"±{fmt.format(std)}" if std else "")
-    text = duration(value)
-    if std:
-        number, unit = text.split(" ")
-        scale = {"s": 1, "min": 60, "h": 3600}[unit]
-        text = f"{number}±{std / scale:.{1 if unit != 'h' else 2}f} {unit}"
-    return text
+    return duration_pm(value, std)
+
+
+def duration_pm(seconds: float, std: float | None, sep: str = "±") -> str:
+    """``17.4±2.7 min``: the spread in the value's unit."""
+    text = duration(seconds)
+    if not std:
+        return text
+    number, unit = text.split(" ")
+    scale = {"s": 1, "min": 60, "h": 3600}[unit]
+    return f"{number}{sep}{std / scale:.{1 if unit != 'h' else 2}f} {unit}"
 
 
 def render(result: SimResult) -> Any:

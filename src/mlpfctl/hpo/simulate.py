@@ -69,7 +69,9 @@ class SimConfig:
 
 @dataclass(frozen=True)
 class Costs:
-    """Seconds that a job costs. Each job's busy time is multiplied by one draw from ``jitter``."""
+    """Seconds that a job costs, times a factor per job (``ratio``): one draw from ``jitter`` (the
+    recorded jobs' measured / fitted times), or with ``load``, the recorded machine load at the job's
+    start times one draw from ``residuals`` (the scatter left once the load is divided out)."""
 
     step_s: float  # one training step at ranks_per_trial ranks (validation amortised)
     startup_s: float = 0.0  # every job: process, data, model, the final checkpoint write
@@ -80,6 +82,15 @@ class Costs:
     efficiency: Mapping[int, float] = field(default_factory=dict)  # ranks -> weak-scaling efficiency
     default_efficiency: float = 1.0  # for rank counts without a measured efficiency
     jitter: tuple[float, ...] = ()  # multiplicative job-time noise (measured ratios); () = none
+    load: tuple[tuple[float, float], ...] = ()  # (seconds since the first job, slow-down factor)
+    residuals: tuple[float, ...] = ()
+
+    def ratio(self, now: float, rng: random.Random) -> float:
+        if self.load:
+            at = bisect.bisect_right(self.load, (now, math.inf)) - 1
+            factor = self.load[max(0, at)][1]
+            return factor * (rng.choice(self.residuals) if self.residuals else 1.0)
+        return rng.choice(self.jitter) if self.jitter else 1.0
 
     def step_time(self, ranks: int, base_ranks: int) -> float:
         """The per-rank batch is fixed, so more ranks take as long per step as their efficiency allows."""
@@ -358,8 +369,8 @@ class _Engine:
                 slots.append(other)
                 del self.idle[other]
             ranks = min(wanted, len(slots) * base)
-        ratio = self.rng.choice(self.costs.jitter) if self.costs.jitter else 1.0
         started = self.now + self.costs.dispatch_s
+        ratio = self.costs.ratio(started, self.rng)
         job = SimJob(number, config, rung, start, budget, ranks, tuple(slots), self.now, started, ratio)
         self.jobs.append(job)
         if self.trace is not None:

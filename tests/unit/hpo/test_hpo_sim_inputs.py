@@ -41,6 +41,33 @@ def test_cost_fit_with_one_job_length_folds_startup_into_steps() -> None:
     assert fit.notes and "same number of steps" in fit.notes[0]
 
 
+def test_cost_fit_divides_out_a_changing_machine_load() -> None:
+    # 0.5 s/step + 2 s start-up; the last third of the campaign ran twice as slow (others computing).
+    jobs = []
+    at = 0.0
+    for i in range(30):
+        steps = (20, 40, 120)[i % 3]
+        seconds = (2.0 + 0.5 * steps) * (2.0 if i >= 20 else 1.0)
+        jobs.append(job(0, steps, seconds, at))
+        at += seconds
+    fit = fit_costs(jobs, base_ranks=1)
+    assert fit.step_s == pytest.approx(0.5, rel=0.02) and fit.startup_s == pytest.approx(2.0, abs=0.2)
+    factors = [f for _, f in fit.load]
+    assert factors[:17] == pytest.approx([1.0] * 17, abs=0.02)
+    assert factors[-7:] == pytest.approx([2.0] * 7, abs=0.05)
+    assert max(fit.residuals) - min(fit.residuals) < 0.1  # the load explains the spread
+    assert max(fit.jitter) / min(fit.jitter) > 1.8  # without it, it is scatter
+
+
+def test_load_timing_follows_the_recorded_profile() -> None:
+    from mlpfctl.hpo.simulate import Costs
+
+    costs = Costs(step_s=1.0, load=((0.0, 1.0), (100.0, 3.0)), residuals=(1.0,))
+    rng = random.Random(0)
+    assert [costs.ratio(t, rng) for t in (0.0, 99.0, 100.0, 1e6)] == [1.0, 1.0, 3.0, 3.0]
+    assert Costs(step_s=1.0).ratio(5.0, rng) == 1.0
+
+
 def test_workers_and_dispatch_gaps_from_the_timeline() -> None:
     # Two workers: A runs 0-10 then 10.5-20; B runs 0-8 then 8.25-30.
     jobs = [job(0, 1, 10.0, 0.0), job(0, 1, 8.0, 0.0), job(0, 1, 9.5, 10.5), job(0, 1, 21.75, 8.25)]
@@ -84,9 +111,13 @@ def test_curve_pool_refuses_what_the_recordings_cannot_support() -> None:
     with pytest.raises(UsageError, match="start at step 20") as early:
         CurvePool([config({20: 1.0, 40: 0.5})], [10, 40])
     assert "--min-resource 20" in (early.value.hint or "")
-    with pytest.raises(UsageError, match="from step 30 to step 90") as late:
-        CurvePool([config({10: 1.0, 30: 0.5})], [10, 30, 90])
-    assert "--max-resource 30" in (late.value.hint or "")
+
+
+def test_curves_past_the_recordings_keep_their_last_loss() -> None:
+    pool = CurvePool([config({10: 1.0, 30: 0.5}), config({10: 2.0, 30: 1.5})], [10, 30, 90, 270])
+    assert pool.extrapolated and pool.recorded_max == 30
+    drawn = pool.draw(4, random.Random(0))
+    assert all(c.at(90) == c.at(270) == c.at(30) for c in drawn)
 
 
 def frozen(
