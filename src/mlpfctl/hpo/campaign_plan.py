@@ -90,7 +90,7 @@ def plan_campaign(
         trials=prepared.trials,
         workers=workers,
         gpus=devices,
-        rungs=budgets,
+        rungs=budgets if hpo.scheduler != "none" else budgets[-1:],
         wall_s=wall,
         wall_s_std=float(row.get("wall_s_std") or 0.0),
         gpu_hours=devices * wall / 3600,

@@ -20,6 +20,7 @@ sampled at the same stage of their campaign (``--no-trend``: from all of them al
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import statistics
@@ -68,6 +69,7 @@ class CurvePool:
         self.known = [self._at_ladder(c) for c in configs]
         self.diverged = [c.diverged_at for c in configs]
         self.positions = [c.position for c in configs]
+        self.by_position = sorted((p, i) for i, p in enumerate(self.positions))
         self.links = [self._link(j) for j in range(len(self.ladder) - 1)]
         bottoms = [k[0] for k in self.known if k and k[0] is not None]
         if not bottoms:
@@ -156,10 +158,11 @@ class CurvePool:
         return out
 
     def _pick(self, where: float, rng: random.Random) -> int:
-        near = [i for i, p in enumerate(self.positions) if abs(p - where) <= TREND_WINDOW]
-        if not near:
-            near = [min(range(len(self.positions)), key=lambda i: abs(self.positions[i] - where))]
-        return rng.choice(near)
+        lo = bisect.bisect_left(self.by_position, (where - TREND_WINDOW, -1))
+        hi = bisect.bisect_right(self.by_position, (where + TREND_WINDOW, len(self.positions)))
+        if lo < hi:
+            return self.by_position[rng.randrange(lo, hi)][1]
+        return min(range(len(self.positions)), key=lambda i: abs(self.positions[i] - where))
 
     def _bootstrap(self, i: int, rng: random.Random) -> SimConfig:
         diverged = self.diverged[i]

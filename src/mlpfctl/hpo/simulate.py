@@ -232,10 +232,12 @@ class _Stopper:
 
     def __init__(self, campaign: Campaign) -> None:
         from optuna.pruners import _successive_halving as sh
+        from optuna.study import StudyDirection
 
         from mlpfctl.hpo.schedulers import make_pruner
 
         self._promotable = sh._is_trial_promotable_to_next_rung
+        self._minimize = StudyDirection.MINIMIZE
         self.study_name = campaign.study_name
         self.max_step = campaign.rungs.max_resource
         self.values: dict[tuple[int, int], list[float]] = {}
@@ -280,14 +282,10 @@ class _Stopper:
     def keep(self, bracket: int, rung: int, value: float) -> bool:
         pruner = self.brackets[bracket]
         competing = self.values.setdefault((bracket, rung), [])
-        competing.append(value)
+        bisect.insort(competing, value)  # kept sorted: Optuna's rule sorts it in place, in O(n) then
         if len(competing) <= pruner._bootstrap_count:
             return False
-        from optuna.study import StudyDirection
-
-        return bool(
-            self._promotable(value, list(competing), pruner._reduction_factor, StudyDirection.MINIMIZE)
-        )
+        return bool(self._promotable(value, competing, pruner._reduction_factor, self._minimize))
 
 
 _END, _CHECK, _WAKE = 0, 1, 2
@@ -388,11 +386,20 @@ class _Engine:
         for slot in job.slots:
             if slot in self.idle and not self._decide(slot):
                 return  # nothing claimable now: the idle workers would find nothing either
+        if not self._claimable():
+            return
         poll = self.c.poll_s
         for slot, since in self.idle.items():
             if since < self.now:
                 tick = since + (math.floor((self.now - since) / poll) + 1) * poll
                 self._push(tick, _WAKE, slot)
+
+    def _claimable(self) -> bool:
+        if self.next_slot < self.c.trials:
+            return True
+        return self.c.promotion and any(
+            rung_promotions(self.ranked_numbers[rung], self._eta, self.open[rung]) for rung in range(self.top)
+        )
 
     @property
     def _eta(self) -> int:

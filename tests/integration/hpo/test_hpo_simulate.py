@@ -132,3 +132,38 @@ def test_bad_input_is_exit_2(recorded: tuple[Path, str], tmp_path: Path) -> None
     assert_user_error(
         run_cli("hpo", "simulate", "--from", "flat", "--storage", flat, env=ENV), "has no learning curves"
     )
+
+
+def test_submit_dry_run_shows_the_campaign_plan(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    _, url = recorded
+    job = [
+        "--",
+        "hpo",
+        *argv(f"--objective {FAKE}:curve --space quadratic --scheduler asha --trials 30"),
+        *RUNGS,
+    ]
+    common = [
+        "submit",
+        "--system",
+        "local",
+        "--plan-from",
+        "rec",
+        "--plan-storage",
+        url,
+        "--dry-run",
+        "--json",
+    ]
+    proc = run_cli(*common, "--time", "02:00:00", *job, env=ENV, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads(proc.stdout)["campaign_plan"]
+    assert plan["scheduler"] == "asha" and plan["trials"] == 30 and plan["rungs"] == [50, 150, 450]
+    assert plan["wall_s"] > 0 and plan["gpu_hours"] == pytest.approx(plan["gpus"] * plan["wall_s"] / 3600)
+    assert plan["warnings"] == [] and "campaign plan (rec; 20 simulated replays)" in proc.stderr
+    # A limit shorter than one top-rung job (300 steps at ~0.01 s each, plus start-up) is flagged.
+    short = run_cli(
+        *common, "--time", "00:01", "--set", "submit.warning_seconds=0", *job, env=ENV, cwd=tmp_path
+    )
+    assert short.returncode == 0, short.stderr[-2000:]
+    assert "the campaign needs about" in short.stderr
+    train = run_cli(*common, "--", "train", "--steps", "10", env=ENV, cwd=tmp_path)
+    assert_user_error(train, "--plan-from plans HPO campaigns")
