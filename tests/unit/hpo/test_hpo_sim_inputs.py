@@ -174,3 +174,27 @@ def test_recorded_asha_study_gives_curves_jobs_and_positions() -> None:
         (10, 20, 13.5, 6.5),
     ]
     assert recorded.span_s == 20.0
+
+
+def test_time_limit_warnings_of_a_campaign_plan() -> None:
+    from mlpfctl.hpo.campaign_plan import CampaignPlan, time_limit_warnings
+
+    def plan(limit: int | None, top_job: float = 600.0, first_top: float | None = 1800.0) -> CampaignPlan:
+        return CampaignPlan(
+            "asha", 64, 8, 8, [100, 300, 900], 7200.0, 300.0, 16.0, first_top, top_job, limit, 20, ["s"]
+        )
+
+    assert time_limit_warnings(plan(None)) == []
+    assert time_limit_warnings(plan(8 * 3600)) == []
+    too_short = time_limit_warnings(plan(300))
+    assert (
+        "one top-rung job (900 steps) takes about 10.0 min, longer than the time limit 5.0 min"
+        in too_short[0]
+    )
+    first = time_limit_warnings(plan(1200))
+    assert "reaches the top rung (900 steps) after about 30.0 min" in first[0]
+    assert "about 6 allocations of 20.0 min" in first[1]
+    assert time_limit_warnings(plan(3600, first_top=None)) == [
+        "the campaign needs about 2.00 h: about 2 allocations of 60.0 min (the job requeues itself and "
+        "resumes the study)"
+    ]
