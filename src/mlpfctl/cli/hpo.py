@@ -267,6 +267,10 @@ def _show(url: str, study_name: str, report_dir: Path | None, as_json: bool, top
         rep.print_summary(info, rows, top)
 
 
+def _seconds(flag: str, text: str) -> Any:
+    return typer.Option(flag, min=0.0, help=text, show_default=False)
+
+
 @app.command("simulate")
 def simulate(
     sources: Annotated[
@@ -340,46 +344,22 @@ def simulate(
         ),
     ] = "noise",
     step_s: Annotated[
-        float | None,
-        typer.Option(
-            "--step-s", min=0.0, help="Seconds per training step (default: fitted).", show_default=False
-        ),
+        float | None, _seconds("--step-s", "Seconds per training step (default: fitted).")
     ] = None,
     startup_s: Annotated[
-        float | None,
-        typer.Option(
-            "--startup-s", min=0.0, help="Start-up seconds per job (default: fitted).", show_default=False
-        ),
+        float | None, _seconds("--startup-s", "Start-up seconds per job (default: fitted).")
     ] = None,
     resume_s: Annotated[
-        float | None,
-        typer.Option(
-            "--resume-s",
-            min=0.0,
-            help="Extra seconds to resume a checkpoint (default: fitted).",
-            show_default=False,
-        ),
+        float | None, _seconds("--resume-s", "Extra seconds to resume a checkpoint (default: fitted).")
     ] = None,
     checkpoint_s: Annotated[
-        float | None,
-        typer.Option(
-            "--checkpoint-s", min=0.0, help="Extra seconds per paused job's checkpoint.", show_default=False
-        ),
+        float | None, _seconds("--checkpoint-s", "Extra seconds per paused job's checkpoint.")
     ] = None,
     dispatch_s: Annotated[
-        float | None,
-        typer.Option(
-            "--dispatch-s",
-            min=0.0,
-            help="Seconds between two jobs of a worker (default: measured).",
-            show_default=False,
-        ),
+        float | None, _seconds("--dispatch-s", "Seconds between two jobs of a worker (default: measured).")
     ] = None,
     launch_s: Annotated[
-        float | None,
-        typer.Option(
-            "--launch-s", min=0.0, help="Campaign start-up seconds (driver, workers).", show_default=False
-        ),
+        float | None, _seconds("--launch-s", "Campaign start-up seconds (driver, workers).")
     ] = None,
     rank_efficiency: Annotated[
         float | None,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config
+from mlpfctl.cli.common import int_list as _ints
 
 app = typer.Typer(
     help="Measure how training and HPO scale; fit loss against dataset size.", no_args_is_help=True
@@ -20,20 +21,6 @@ DataOpt = Annotated[str | None, typer.Option("--data", help="Dataset (sets data.
 BackendOpt = Annotated[
     str | None, typer.Option("--backend", help="auto, cpu, cuda, rocm, hpu, xpu.", show_default=False)
 ]
-
-
-def _ints(text: str, option: str) -> list[int]:
-    from mlpfctl.errors import UsageError
-
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r} is not a comma-separated list of integers", f"example: {option} 1,2,4,8"
-        ) from None
-    if not values or any(v < 1 for v in values):
-        raise UsageError(f"{option} {text!r} needs positive integers", f"example: {option} 1,2,4,8")
-    return sorted(set(values))
 
 
 def _names(text: str) -> tuple[str, ...]:
