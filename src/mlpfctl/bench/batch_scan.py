@@ -181,12 +181,13 @@ def point_config(base: Config, point: BatchPoint, unit: str, reference: int) -> 
 def run_point(request: BatchRequest, point: BatchPoint) -> dict[str, Any]:
     import json
 
+    from mlpfctl.bench.law import train_in_children
     from mlpfctl.train.api import TrainRequest
 
     reference = min(request.global_batches)
     run_dir = request.out_dir / "runs" / f"batch-{point.name}"
     config = point_config(request.config, point, request.unit, reference)
-    result = train_point(TrainRequest(config, run_dir, nproc=point.ranks, quiet=True))
+    result = train_in_children(TrainRequest(config, run_dir, nproc=point.ranks, quiet=True))
     info_path = run_dir / "model.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     return {
@@ -216,13 +217,6 @@ def _window_rate(run_dir: Path) -> float | None:
         r["events_per_s"] for r in read_metrics(run_dir) if r.get("kind") == "train" and r.get("events_per_s")
     ]
     return statistics.median(rates) if rates else None
-
-
-def train_point(request: Any) -> Any:
-    """Train one point; under several ranks the launcher spawns them, one rank trains here."""
-    from mlpfctl.train.api import train
-
-    return train(request)
 
 
 def run_scan(
