@@ -32,6 +32,7 @@ class CampaignPlan:
     time_limit_s: int | None
     repeats: int
     sources: list[str]
+    promoted_top: bool = False  # a top-rung job resumes the rung below (promotion schedulers)
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,6 +100,7 @@ def plan_campaign(
         time_limit_s=time_limit_s,
         repeats=repeats,
         sources=[s.study for s in sources],
+        promoted_top=bool(promoted_from),
     )
     plan.warnings = prepared.notes + time_limit_warnings(plan)
     return plan
@@ -107,14 +109,22 @@ def plan_campaign(
 def time_limit_warnings(plan: CampaignPlan) -> list[str]:
     from mlpfctl.hpo.sim_report import duration
 
+    out: list[str] = []
+    if plan.first_top_s is None:
+        out.append(
+            f"in the simulated campaigns no configuration reaches the top rung ({plan.rungs[-1]} steps): "
+            "give more --trials or a smaller --eta"
+        )
     limit = plan.time_limit_s
     if limit is None:
-        return []
+        return out
     shown = duration(limit)
-    out: list[str] = []
     if plan.top_job_s > limit:
+        start = (
+            f"steps {plan.rungs[-2]} to {plan.rungs[-1]}" if plan.promoted_top else f"{plan.rungs[-1]} steps"
+        )
         out.append(
-            f"one top-rung job ({plan.rungs[-1]} steps) takes about {duration(plan.top_job_s)}, longer than "
+            f"one top-rung job ({start}) takes about {duration(plan.top_job_s)}, longer than "
             f"the time limit {shown}: it can finish only across requeues, from its checkpoints; "
             "raise --time or lower hpo.max_resource"
         )

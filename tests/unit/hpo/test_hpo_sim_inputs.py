@@ -195,6 +195,8 @@ def test_time_limit_warnings_of_a_campaign_plan() -> None:
     assert "reaches the top rung (900 steps) after about 30.0 min" in first[0]
     assert "about 6 allocations of 20.0 min" in first[1]
     assert time_limit_warnings(plan(3600, first_top=None)) == [
+        "in the simulated campaigns no configuration reaches the top rung (900 steps): give more --trials "
+        "or a smaller --eta",
         "the campaign needs about 2.00 h: about 2 allocations of 60.0 min (the job requeues itself and "
-        "resumes the study)"
+        "resumes the study)",
     ]
