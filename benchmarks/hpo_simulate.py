@@ -6,7 +6,8 @@ Speed: simulated trials per second for large campaigns (ASHA, 1000 configuration
 on synthetic recorded curves and job times.
 
 Validation (``--bench DIR``, the output of ``mlpfctl scale-bench hpo --workers 1,2 ...``, which
-holds each point's record and its study ``hpo-wW.db``): every measured campaign is predicted from
+holds each point's record and its study ``hpo-wW.db``, or ``hpo-wW.db.gz``, as in
+``benchmarks/results/hpo-simulate-validation``): every measured campaign is predicted from
 every other one (worker count W_s -> W_t) with ``mlpfctl hpo simulate``'s machinery:
 
 * **cross**: curves and job costs of W_s's study, job times scattered as recorded there, the
@@ -24,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gzip
 import json
 import random
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -94,6 +98,17 @@ def _load_means(directory: Path, windows: dict[int, tuple[dt.datetime, dt.dateti
     return out
 
 
+def _study_file(directory: Path, workers: int, unpacked: Path) -> Path:
+    """The point's study: ``hpo-wW.db``, or the gzipped copy kept in benchmarks/results."""
+    plain = directory / f"hpo-w{workers}.db"
+    if plain.is_file():
+        return plain
+    target = unpacked / plain.name
+    with gzip.open(directory / f"{plain.name}.gz", "rb") as src, target.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return target
+
+
 def validate(directory: Path, repeats: int) -> dict[str, Any]:
     from dataclasses import replace
 
@@ -105,10 +120,11 @@ def validate(directory: Path, repeats: int) -> dict[str, Any]:
 
     measured: dict[int, dict[str, Any]] = {}
     windows = {}
+    unpacked = Path(tempfile.mkdtemp(prefix="hpo-simulate-"))
     for path in sorted(directory.glob("hpo-workers*.json")):
         record = json.loads(path.read_text())
         workers = int(record["point"]["workers"])
-        url = f"sqlite:///{(directory / f'hpo-w{workers}.db').resolve()}"
+        url = f"sqlite:///{_study_file(directory, workers, unpacked).resolve()}"
         study = f"scale-w{workers}"
         recorded = load_recorded(url, study)
         trials = optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)

@@ -188,6 +188,9 @@ def run_point(request: BatchRequest, point: BatchPoint) -> dict[str, Any]:
     run_dir = request.out_dir / "runs" / f"batch-{point.name}"
     config = point_config(request.config, point, request.unit, reference)
     result = train_in_children(TrainRequest(config, run_dir, nproc=point.ranks, quiet=True))
+    if result.status == "checkpointed":
+        # A stop request (Ctrl-C, SIGTERM): the finished points keep their records; stop the scan.
+        raise KeyboardInterrupt
     info_path = run_dir / "model.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     return {
