@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import write_result
+from benchmarks.record import RESULTS, write_result
 
 
 def speed(repeats: int = 3) -> list[dict[str, Any]]:
@@ -200,7 +200,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--bench", type=Path, help="scale-bench hpo output directory (records + studies)")
+    parser.add_argument(
+        "--bench",
+        type=Path,
+        default=RESULTS / "hpo-simulate-validation",
+        help="scale-bench hpo output directory (records + studies); default: the measured one kept in "
+        "benchmarks/results",
+    )
     parser.add_argument("--repeats", type=int, default=50, help="replays per prediction")
     opts = parser.parse_args()
     from rich.console import Console
@@ -220,7 +226,7 @@ def main() -> int:
         )
     console.print(table)
     results: dict[str, Any] = {"speed": fast}
-    if opts.bench is not None:
+    if opts.bench.is_dir():
         checked = validate(opts.bench, opts.repeats)
         results["validation"] = checked
         table = Table(title=f"hpo simulate vs measured campaigns ({opts.bench}, {opts.repeats} replays)")
