@@ -55,3 +55,18 @@ def load_config(
 
     overrides = flag_overrides(flags or {}) + parse_set(sets or [])
     return resolve(config, overrides)
+
+
+def int_list(text: str, option: str) -> list[int]:
+    """``--workers 1,4,16``: sorted distinct positive integers, or a usage error naming the option."""
+    from mlpfctl.errors import UsageError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not a comma-separated list of integers", f"example: {option} 1,2,4,8"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{option} {text!r} needs positive integers", f"example: {option} 1,2,4,8")
+    return sorted(set(values))

@@ -220,6 +220,12 @@ class TrainSection:
         "most data.max_elements_per_batch padded elements).",
         ge=1,
     )
+    grad_accum: int = setting(
+        1,
+        "Micro-batches whose gradients add up to one optimiser step (gradient accumulation): the "
+        "global batch is ranks x per-rank batch x grad_accum, also for lr_scaling.",
+        ge=1,
+    )
     shuffle: bool = setting(
         True, "Shuffle the training events every epoch (off only for reproducibility checks)."
     )

@@ -42,9 +42,9 @@ global batch by ``train.lr_scaling`` (linear or square root).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from mlpfctl.hpo.optuna_api import trial_id
 from mlpfctl.hpo.storage import ATTR_RETRY_OF
@@ -76,6 +76,9 @@ Claim = tuple[Literal["job", "ticket"], int]
 def queue_name(study_name: str) -> str:
     """The companion study that holds a promotion study's tickets."""
     return study_name + QUEUE_SUFFIX
+
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -143,12 +146,19 @@ def promotion_candidates(
     table = rung_table(trials)
     out: list[int] = []
     for rung in range(top_rung - 1, -1, -1):
-        entries = table.get(rung, [])
-        for entry in entries[: len(entries) // eta]:
-            ticket = waiting.get(entry.number)
-            if ticket is not None:
-                out.append(ticket)
+        ranked = [entry.number for entry in table.get(rung, [])]
+        out += [waiting[number] for number in rung_promotions(ranked, eta, waiting)]
     return out
+
+
+def rung_promotions(ranked: Sequence[K], eta: int, open_: Container[K]) -> list[K]:
+    """ASHA's promotion rule for one rung, free of any storage (``mlpfctl hpo simulate`` uses it too).
+
+    ``ranked`` holds the rung's finished jobs, best first (value, then trial number); ``open_`` the
+    jobs whose promotion has not been claimed yet. A job may be promoted if it is in the top
+    ``floor(n / eta)`` of its rung and still open; the result lists those, best first.
+    """
+    return [key for key in ranked[: len(ranked) // eta] if key in open_]
 
 
 def void_tickets(

@@ -157,7 +157,8 @@ def per_rank_batch(cfg: Config) -> int:
 def scaled_lr(cfg: Config, world_size: int) -> tuple[float, float]:
     unit = per_rank_batch(cfg)
     reference = cfg.train.reference_batch or unit
-    factor = lr_scale_factor(cfg.train.lr_scaling, world_size * unit, reference)
+    # The global batch: every rank's micro-batches of one step.
+    factor = lr_scale_factor(cfg.train.lr_scaling, world_size * unit * cfg.train.grad_accum, reference)
     return cfg.train.lr * factor, factor
 
 
@@ -495,6 +496,8 @@ def _train(ctx: Context) -> TrainResult:
                     continue
                 loader = ctx.data.loader(ctx.data.train, batches[pos.batch :])
                 t_last = time.perf_counter()
+                group: list[Any] = []  # micro-batches of one optimiser step (train.grad_accum)
+                group_counts = torch.zeros(4, dtype=torch.float64)
                 for batch in loader:
                     counts = torch.tensor(
                         [
@@ -507,16 +510,23 @@ def _train(ctx: Context) -> TrainResult:
                     )
                     all_reduce(counts, ctx.world_size)  # sync
                     if counts[3].item() > 0:
-                        last_ckpt = save(step) or last_ckpt
+                        last_ckpt = save(step) or last_ckpt  # pos excludes a half-gathered group
                         status = "checkpointed"
                         if ctx.world_size > 1:
                             # no rank exits (3) before rank 0's checkpoint is on disk: srun
                             # --kill-on-bad-exit and torchrun kill the others at the first exit
                             dist.barrier()
                         break
+                    group.append(batch)
+                    group_counts += counts
+                    # A step never spans two epochs: the epoch's last batches may make a shorter group.
+                    if len(group) < tcfg.grad_accum and pos.batch + len(group) < len(batches):
+                        continue
+                    batch, counts = group, group_counts
+                    group, group_counts = [], torch.zeros(4, dtype=torch.float64)
                     losses = train_step(ctx, batch, optimizer, scheduler, scaler, counts)
                     step += 1
-                    pos = Position(pos.epoch, pos.batch + 1)
+                    pos = Position(pos.epoch, pos.batch + len(batch))
                     _check_divergence(losses["Total"], early, tcfg.explode_factor, step)
                     ctx.backend.synchronize(ctx.device)
                     now = time.perf_counter()
@@ -600,19 +610,33 @@ def train_step(
     scaler: Any,
     counts: torch.Tensor,
 ) -> dict[str, float]:
-    batch = batch.to(ctx.device, non_blocking=True)
+    """One optimiser step on a batch, or on a list of micro-batches (gradient accumulation).
+
+    ``counts`` are the global counts of all of them: every micro-batch's loss is divided by the
+    same global denominators, so the summed gradients equal the gradient of the whole global batch.
+    """
+    micro = batch if isinstance(batch, list) else [batch]
     optimizer.zero_grad(set_to_none=True)
-    with _autocast(ctx):
-        outputs = ctx.model(batch.X, batch.mask)
-    sums = loss_sums(outputs, batch.X, batch.mask, batch.target_cls, batch.target_p4, ctx.weights)
-    # Global counts / world size: DDP's gradient average then equals the global-batch gradient.
-    losses = reduce_loss(sums, counts[0].item() / ctx.world_size, counts[1].item() / ctx.world_size)
-    total = losses["Total"]
+    parts: list[dict[str, torch.Tensor]] = []
+    for i, part in enumerate(micro):
+        part = part.to(ctx.device, non_blocking=True)
+        last = i == len(micro) - 1
+        # DDP all-reduces the gradients once, after the last micro-batch's backward.
+        sync: Any = contextlib.nullcontext() if last or ctx.world_size == 1 else ctx.model.no_sync()  # type: ignore[operator]
+        with sync:
+            with _autocast(ctx):
+                outputs = ctx.model(part.X, part.mask)
+            sums = loss_sums(outputs, part.X, part.mask, part.target_cls, part.target_p4, ctx.weights)
+            # Global counts / world size: DDP's gradient average then equals the global-batch gradient.
+            losses = reduce_loss(sums, counts[0].item() / ctx.world_size, counts[1].item() / ctx.world_size)
+            if scaler is not None:
+                scaler.scale(losses["Total"]).backward()
+            else:
+                losses["Total"].backward()  # type: ignore[no-untyped-call]
+        parts.append({name: value.detach() for name, value in losses.items()})
+    losses = {name: torch.stack([p[name] for p in parts]).sum() for name in parts[0]}
     if scaler is not None:
-        scaler.scale(total).backward()
         scaler.unscale_(optimizer)
-    else:
-        total.backward()  # type: ignore[no-untyped-call]
     if ctx.cfg.train.grad_clip > 0:
         nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.train.grad_clip)
     if scaler is not None:
@@ -649,8 +673,9 @@ def _accumulate(
 ) -> None:
     window["events"] += counts[2].item()
     window["elements"] += counts[0].item()
-    lengths = batch.mask.sum(dim=1).tolist()
-    window["flops"] += train_flops(ctx.module, ctx.spec, lengths) * ctx.world_size
+    for part in batch if isinstance(batch, list) else [batch]:
+        lengths = part.mask.sum(dim=1).tolist()
+        window["flops"] += train_flops(ctx.module, ctx.spec, lengths) * ctx.world_size
     for k, v in losses.items():
         window["loss"].setdefault(k, []).append(v)
 
