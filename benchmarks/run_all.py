@@ -18,6 +18,7 @@ BENCHMARKS = (
     "train_throughput",
     "hpo_overhead",
     "hpo_quality",
+    "hpo_simulate",
     "submit_render",
 )
 

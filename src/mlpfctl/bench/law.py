@@ -40,7 +40,7 @@ def size_config(base: Config, size: int, repeat: int) -> Config:
     )
 
 
-def _train_in_children(request: Any) -> Any:
+def train_in_children(request: Any) -> Any:
     """Train one point in child processes only, one rank included: the parent holds no device
     between points (see ``train_scaling.run_point``)."""
     from mlpfctl.launch.local import launch_local
@@ -59,7 +59,7 @@ def run_law(request: LawRequest, progress: Any = None) -> tuple[list[BenchRecord
         losses: list[float] = []
         for repeat in range(request.repeats):
             run_dir = request.out_dir / "runs" / f"D{size}-r{repeat}"
-            result = _train_in_children(
+            result = train_in_children(
                 TrainRequest(
                     size_config(request.config, size, repeat), run_dir, nproc=request.nproc, quiet=True
                 )

@@ -41,6 +41,28 @@ HPO_COLUMNS = [
     ("speedup", "speedup", "{:.2f}"),
     ("efficiency", "efficiency", "{:.1%}"),
 ]
+BATCH_COLUMNS = [
+    ("optimizer", "optimizer", "{}"),
+    ("LR rule", "lr_scaling", "{}"),
+    ("global batch", "global_batch", "{:.0f}"),
+    ("local x accum", "split", "{}"),
+    ("steps", "steps", "{:.0f}"),
+    ("warm-up", "warmup_steps", "{:.0f}"),
+    ("LR", "lr", "{:.3g}"),
+    ("val loss", "val_loss", "{:.4f}"),
+    ("±", "val_loss_err", "{:.4f}"),
+    ("gap", "gap", "{:+.1%}"),
+    ("events/s", "events_per_s", "{:.1f}"),
+]
+BATCH_CHOICE_COLUMNS = [
+    ("optimizer", "optimizer", "{}"),
+    ("LR rule", "lr_scaling", "{}"),
+    ("largest batch within tolerance", "largest_batch", "{:.0f}"),
+    ("gap there", "gap", "{:+.1%}"),
+    ("val loss", "val_loss", "{:.4f}"),
+    ("events/s", "events_per_s", "{:.1f}"),
+    ("tolerance", "tolerance", "{:.1%}"),
+]
 LAW_COLUMNS = [
     ("train events", "train_events", "{:.0f}"),
     ("val loss", "val_loss", "{:.4f}"),
@@ -108,7 +130,20 @@ def build_tables(records: list[BenchRecord]) -> list[Table]:
         elif kind == "scaling-law":
             rows.sort(key=lambda r: r["train_events"])
             tables.append(Table(kind, LAW_COLUMNS, rows))
+        elif kind == "batch":
+            tables.extend(batch_tables(rows, float(groups[kind][0].settings.get("tolerance", 0.02))))
     return tables
+
+
+def batch_tables(rows: list[dict[str, Any]], tolerance: float) -> list[Table]:
+    """Per point (mean over repeats, gap to the smallest batch) and the largest batch per rule."""
+    from mlpfctl.bench.batch_scan import summarise
+
+    points, choices = summarise(rows, tolerance)
+    for point in points:
+        point["split"] = f"{point['local_batch']} x {point['grad_accum']}"
+        point["tolerance"] = tolerance
+    return [Table("batch", BATCH_COLUMNS, points), Table("batch-largest", BATCH_CHOICE_COLUMNS, choices)]
 
 
 def to_csv(table: Table) -> str:
@@ -166,6 +201,8 @@ def plot_table(table: Table, directory: Path, fit: dict[str, Any] | None = None)
         atomic_write_bytes(path, _png(fig))
         plt.close(fig)
         written.append(path)
+    elif table.kind == "batch":
+        written.append(plot_batch(table, directory))
     elif table.kind == "scaling-law":
         xs = [r["train_events"] for r in table.rows]
         ys = [r["val_loss"] for r in table.rows]
@@ -188,6 +225,50 @@ def plot_table(table: Table, directory: Path, fit: dict[str, Any] | None = None)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_batch(table: Table, directory: Path) -> Path:
+    """Validation loss (and its gap) and throughput against the global batch, one line per rule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for optimizer, rule in dict.fromkeys((r["optimizer"], r["lr_scaling"]) for r in table.rows):
+        rows = [r for r in table.rows if r["optimizer"] == optimizer and r["lr_scaling"] == rule]
+        xs = [r["global_batch"] for r in rows]
+        label = f"{optimizer}, LR {rule}"
+        style = "o-" if optimizer == "adamw" else "s--"
+        axes[0].errorbar(
+            xs,
+            [r["val_loss"] for r in rows],
+            yerr=[r.get("val_loss_err") or 0 for r in rows],
+            fmt=style,
+            label=label,
+        )
+        axes[1].plot(xs, [100 * (r.get("gap") or 0) for r in rows], style, label=label)
+        axes[2].plot(xs, [r.get("events_per_s") for r in rows], style, label=label)
+    tolerance = 100 * float(table.rows[0].get("tolerance", 0.02)) if table.rows else 2.0
+    axes[1].axhline(tolerance, color="k", linestyle=":", label="tolerance")
+    axes[1].axhline(0, color="k", linewidth=0.5)
+    batches = sorted({r["global_batch"] for r in table.rows})
+    labels = ["validation loss", "gap to the smallest batch [%]", "events / s"]
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batches)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("global batch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[2].set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("batch-size scan: generalisation gap per LR-scaling rule and optimiser")
+    path = directory / "batch.png"
+    atomic_write_bytes(path, _png(fig))
+    plt.close(fig)
+    return path
 
 
 def write_report(directory: Path) -> tuple[list[Table], list[Path]]:

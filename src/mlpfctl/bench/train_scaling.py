@@ -92,32 +92,33 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
             def one_step(stream: Any, no_sync: bool) -> tuple[float, float, Any]:
                 sync()
                 t0 = time.perf_counter()
-                batch = next(stream)
+                micro = next(stream)
                 t1 = time.perf_counter()
                 guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
                 if no_sync and ctx.dist.active:
                     guard = ctx.model.no_sync()  # type: ignore[operator]  # DDP-wrapped model
                 with guard:
-                    train_step(ctx, opt, batch)
+                    train_step(ctx, opt, micro)
                 sync()
                 t2 = time.perf_counter()
-                return t1 - t0, t2 - t1, batch
+                return t1 - t0, t2 - t1, micro
 
             times = StepTimes(warmup=request.warmup)
             flops = 0.0
-            stream = (batch for batch, _ in ctx.data.training(Position()))
+            stream = (micro for micro, _ in ctx.data.training(Position()))
             meter.sample()
             for i in range(request.warmup + request.steps):
                 if i == request.warmup:
                     meter.reset()
                     meter.sample()
-                data_s, compute_s, batch = one_step(stream, no_sync=False)
+                data_s, compute_s, micro = one_step(stream, no_sync=False)
                 meter.sample()
                 # this rank's own events: the all-reduce below sums the ranks
-                times.record(data_s, compute_s, batch.num_events, batch.num_elements)
+                events, elements = sum(b.num_events for b in micro), sum(b.num_elements for b in micro)
+                times.record(data_s, compute_s, events, elements)
                 if i >= request.warmup:
-                    lengths = batch.mask.sum(dim=1).tolist()
-                    flops += train_flops(ctx.module, ctx.spec, lengths)
+                    for batch in micro:
+                        flops += train_flops(ctx.module, ctx.spec, batch.mask.sum(dim=1).tolist())
             energy_j = meter.joules if meter.available else None
             nosync = [one_step(stream, no_sync=True)[1] for _ in range(request.comm_steps)]
 

@@ -19,7 +19,7 @@ from mlpfctl.cli import config_cmd, container, data, devices, hpo, jobs, scale_b
 from mlpfctl.cli import evaluate as evaluate_cmd
 from mlpfctl.cli import export as export_cmd
 from mlpfctl.cli import train as train_cmd
-from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError
+from mlpfctl.errors import EXIT_FAILURE, EXIT_USAGE, MlpfctlError, os_error
 
 app = typer.Typer(
     name="mlpfctl",
@@ -60,11 +60,17 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("export")(export_cmd.export)
 
 
+def _one_line(text: str) -> str:
+    # Exception texts of libraries (SQLAlchemy, TOML, Arrow) span several lines; the promise is
+    # exactly one error: line and one hint: line.
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def _print_error(message: str, hint: str | None) -> None:
     # Plain writes (no Rich markup parsing): messages may contain brackets such as nid[001-004].
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {_one_line(message)}\n")
     if hint:
-        sys.stderr.write(f"hint: {hint}\n")
+        sys.stderr.write(f"hint: {_one_line(hint)}\n")
     sys.stderr.flush()
 
 
@@ -96,6 +102,19 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_FAILURE
+    # The safety net for what no command checked up front: a file operation the environment
+    # refused (read-only or full disk, a file where a directory belongs) or a file that is not
+    # text. Both are the user's to fix, so they print like any usage error, without a traceback.
+    except OSError as exc:
+        error = os_error(exc)
+        _print_error(error.message, error.hint)
+        return EXIT_USAGE
+    except UnicodeDecodeError as exc:
+        _print_error(
+            f"an input file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "pass a text file (TOML, JSON) where text is expected",
+        )
+        return EXIT_USAGE
     return int(result) if isinstance(result, int) else 0
 
 

@@ -10,9 +10,30 @@ import typer
 if TYPE_CHECKING:
     from mlpfctl.config import Resolved
 
+
+def path_arg(value: str) -> Path:
+    """Typer parser for path options: an empty string would silently mean the working directory."""
+    if not str(value).strip():
+        raise typer.BadParameter("an empty path is not allowed")
+    return Path(value)
+
+
+PATH_METAVAR = "<path>"  # what Typer shows for plain Path options
+
+
+def path_option(*names: str, **kwargs: Any) -> Any:
+    """``typer.Option`` for a path: an empty string is refused instead of meaning "."."""
+    return typer.Option(*names, parser=path_arg, metavar=PATH_METAVAR, **kwargs)
+
+
+def path_argument(**kwargs: Any) -> Any:
+    """``typer.Argument`` for a path (an empty string is refused)."""
+    return typer.Argument(parser=path_arg, **kwargs)
+
+
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option(
+    path_option(
         "--config", "-c", help="TOML config file (default: ./mlpfctl.toml if present).", show_default=False
     ),
 ]
@@ -34,3 +55,18 @@ def load_config(
 
     overrides = flag_overrides(flags or {}) + parse_set(sets or [])
     return resolve(config, overrides)
+
+
+def int_list(text: str, option: str) -> list[int]:
+    """``--workers 1,4,16``: sorted distinct positive integers, or a usage error naming the option."""
+    from mlpfctl.errors import UsageError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not a comma-separated list of integers", f"example: {option} 1,2,4,8"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{option} {text!r} needs positive integers", f"example: {option} 1,2,4,8")
+    return sorted(set(values))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config
+from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config, path_argument, path_option
 
 app = typer.Typer(help="Generate and inspect particle-flow datasets.", no_args_is_help=True)
 
@@ -19,7 +19,8 @@ def generate(
     ] = None,
     events: Annotated[int | None, typer.Option("--events", "-n", help="Number of events.")] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory (default: data.path).")
+        Path | None,
+        path_option("--out", "-o", help="Output directory (default: data.path)."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: run.seed).")] = None,
     events_per_shard: Annotated[
@@ -53,6 +54,9 @@ def generate(
         "data.path": ("--out", None if out is None else str(out)),
     }
     cfg = load_config(config, sets, flags).config
+    from mlpfctl.paths import check_output_dir
+
+    check_output_dir(Path(cfg.data.path), "--out" if out is not None else "data.path")
     g = cfg.generate
     request = {
         "out": cfg.data.path,
@@ -113,7 +117,10 @@ def generate(
 
 @app.command("inspect")
 def inspect(
-    path: Annotated[Path, typer.Argument(help="Dataset directory or file (.parquet, .pkl.bz2).")],
+    path: Annotated[
+        Path,
+        path_argument(help="Dataset directory or file (.parquet, .pkl.bz2)."),
+    ],
     fmt: Annotated[str, typer.Option("--format", "-f", help="auto, key4hep or delphes.")] = "auto",
     as_json: JsonOpt = False,
 ) -> None:

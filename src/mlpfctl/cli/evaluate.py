@@ -10,19 +10,24 @@ from typing import Annotated
 
 import typer
 
-from mlpfctl.cli.common import JsonOpt
+from mlpfctl.cli.common import JsonOpt, path_argument, path_option
 
 
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run directory written by 'mlpfctl train'.")],
+    run: Annotated[
+        Path,
+        path_argument(help="Run directory written by 'mlpfctl train'."),
+    ],
     checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="A checkpoint file (default: the newest valid one).")
+        Path | None,
+        path_option("--checkpoint", help="A checkpoint file (default: the newest valid one)."),
     ] = None,
     events: Annotated[
         int | None, typer.Option("--events", min=1, help="Evaluate at most N test events.")
     ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="Evaluate on another dataset (data.path).")
+        Path | None,
+        path_option("--data", help="Evaluate on another dataset (data.path)."),
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     as_json: JsonOpt = False,
@@ -30,9 +35,16 @@ def evaluate(
     """Efficiency and fake rate per class, jet pT response (fastjet) and MET resolution; JSON + PNGs."""
     from mlpfctl.config.loader import Override
     from mlpfctl.console import out, print_json
+    from mlpfctl.paths import check_input_dir, check_output_dir
     from mlpfctl.train.evaluate import EVAL_DIR, SOURCES, evaluate_run
     from mlpfctl.train.runs import load_run
 
+    check_input_dir(run, "run directory", "pass a directory written by 'mlpfctl train'")
+    check_output_dir(
+        run / EVAL_DIR,
+        "the evaluation directory",
+        "evaluate writes into the run directory: copy the run somewhere writable first",
+    )
     overrides = [Override("data.path", str(data), "flag --data")] if data is not None else []
     loaded = load_run(run, checkpoint, overrides)
     summary = evaluate_run(loaded, max_events=events, plots=plots)

@@ -10,7 +10,7 @@ from mlpfctl.cli.common import ConfigOpt, JsonOpt, SetOpt, load_config
 
 
 def jobs(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Show the last N jobs.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the last N jobs.")] = 20,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     as_json: JsonOpt = False,
@@ -63,6 +63,7 @@ def cancel(
     from mlpfctl.systems.runner import default_runner
     from mlpfctl.systems.submit import registry_path
 
+    service.check_job_id(job_id)
     registry = registry_path(load_config(config, sets).config)
     outcome = service.cancel(job_id, default_runner(), registry)
     if outcome == "cancelled":

@@ -7,14 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config
+from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config, path_argument, path_option
+from mlpfctl.cli.common import int_list as _ints
+from mlpfctl.paths import check_output_dir
 
 app = typer.Typer(
     help="Measure how training and HPO scale; fit loss against dataset size.", no_args_is_help=True
 )
 
 OutOpt = Annotated[
-    Path, typer.Option("--out", "-o", help="Directory for the JSON records, CSV and PNG plots.")
+    Path,
+    path_option("--out", "-o", help="Directory for the JSON records, CSV and PNG plots."),
 ]
 DataOpt = Annotated[str | None, typer.Option("--data", help="Dataset (sets data.path).", show_default=False)]
 BackendOpt = Annotated[
@@ -22,18 +25,8 @@ BackendOpt = Annotated[
 ]
 
 
-def _ints(text: str, option: str) -> list[int]:
-    from mlpfctl.errors import UsageError
-
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r} is not a comma-separated list of integers", f"example: {option} 1,2,4,8"
-        ) from None
-    if not values or any(v < 1 for v in values):
-        raise UsageError(f"{option} {text!r} needs positive integers", f"example: {option} 1,2,4,8")
-    return sorted(set(values))
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _show(out_dir: Path, as_json: bool) -> None:
@@ -76,6 +69,7 @@ def train_scaling(
     if mode not in ("strong", "weak"):
         raise UsageError(f"--mode {mode!r} is not strong or weak", "use --mode strong or --mode weak")
     sizes = _ints(world_sizes, "--world-sizes")
+    check_output_dir(out_dir, "--out")
     resolved = load_config(
         config, sets, {"data.path": ("--data", data), "run.backend": ("--backend", backend)}
     )
@@ -146,6 +140,7 @@ def scaling_law(
     from mlpfctl.console import err, print_json
 
     sizes = _ints(train_events, "--train-events")
+    check_output_dir(out_dir, "--out")
     if len(sizes) < 4:
         from mlpfctl.errors import UsageError
 
@@ -213,6 +208,7 @@ def hpo_scaling(
     from mlpfctl.errors import UsageError
 
     counts = _ints(workers, "--workers")
+    check_output_dir(out_dir, "--out")
     run_args = tuple(ctx.args)
     banned = {"--workers", "--study", "--storage", "--resume"} & set(run_args)
     if banned:
@@ -241,9 +237,112 @@ def hpo_scaling(
     _show(out_dir, as_json)
 
 
+@app.command("batch")
+def batch_scan(
+    global_batches: Annotated[
+        str, typer.Option("--global-batches", help="Comma-separated global batch sizes (in --unit).")
+    ] = "8,16,32,64,128",
+    unit: Annotated[
+        str, typer.Option("--unit", help="events (pad-to-longest batches) or elements (bucketed batches).")
+    ] = "events",
+    lr_scaling: Annotated[
+        str, typer.Option("--lr-scaling", help="LR rules: none, linear, sqrt.")
+    ] = "none,linear,sqrt",
+    optimizer: Annotated[
+        str, typer.Option("--optimizer", help="Optimisers: adamw, lamb, sgd.")
+    ] = "adamw,lamb",
+    ranks: Annotated[int, typer.Option("--ranks", min=1, help="Local DDP ranks per point.")] = 1,
+    max_local: Annotated[
+        int | None,
+        typer.Option(
+            "--max-local-batch",
+            min=1,
+            help="Largest per-rank micro-batch; beyond it gradients accumulate (default: 64 events, "
+            "or data.max_elements_per_batch).",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        float, typer.Option("--epochs", help="Training epochs per point (same data for all).")
+    ] = 2.0,
+    warmup_fraction: Annotated[
+        float,
+        typer.Option("--warmup-fraction", help="Warm-up share of each point's steps (same data share)."),
+    ] = 0.05,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance", help="Largest loss increase over the smallest batch that counts as kept."
+        ),
+    ] = 0.02,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Seeds per point (error bars).")] = 1,
+    out_dir: OutOpt = Path("scale-bench"),
+    data: DataOpt = None,
+    backend: BackendOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validation loss against the global batch per LR rule and optimiser: the generalisation gap.
+
+    Example: mlpfctl scale-bench batch --global-batches 8,32,128 --lr-scaling none,sqrt --optimizer adamw,lamb
+    """
+    from mlpfctl.bench.batch_scan import BatchRequest, plan, run_scan, train_samples
+    from mlpfctl.console import err, print_json
+
+    check_output_dir(out_dir, "--out")
+    resolved = load_config(
+        config, sets, {"data.path": ("--data", data), "run.backend": ("--backend", backend)}
+    )
+    request = BatchRequest(
+        config=resolved.config,
+        global_batches=tuple(_ints(global_batches, "--global-batches")),
+        unit=unit,
+        rules=_names(lr_scaling),
+        optimizers=_names(optimizer),
+        ranks=ranks,
+        max_local=max_local,
+        epochs=epochs,
+        warmup_fraction=warmup_fraction,
+        tolerance=tolerance,
+        repeats=repeats,
+        out_dir=out_dir,
+    )
+    request.check()
+    points = plan(request, train_samples(resolved.config, unit))
+    if dry_run:
+        rows = [p.__dict__ for p in points]
+        summary = {"unit": unit, "out": str(out_dir), "data": resolved.config.data.path, "points": rows}
+        print_json(summary) if as_json else err.print(summary)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with Progress(
+        TextColumn("scale-bench batch"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
+    ) as progress:
+        task = progress.add_task("batch", total=len(points))
+
+        def done(point: Any, metrics: dict[str, Any]) -> None:
+            progress.advance(task)
+            loss = metrics.get("val_loss")
+            progress.console.print(
+                f"{point.optimizer}, LR {point.rule}, global batch {point.global_batch} "
+                f"({point.local_batch} x {point.accum} accumulation): "
+                + (f"validation loss {loss:.4f}" if loss is not None else "no validation loss")
+            )
+
+        run_scan(request, points, done)
+    _show(out_dir, as_json)
+
+
 @app.command("report")
 def report(
-    directory: Annotated[Path, typer.Argument(help="Output directory of scale-bench runs.")],
+    directory: Annotated[
+        Path,
+        path_argument(help="Output directory of scale-bench runs."),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Print the tables and write CSV and PNG plots (throughput, speedup vs ideal, efficiency, L(D))."""

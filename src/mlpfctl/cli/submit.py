@@ -65,6 +65,19 @@ def submit(
         bool,
         typer.Option("--wait", help="Stream the job's log (stderr) and exit with the job's exit code."),
     ] = False,
+    plan_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plan-from",
+            help="hpo: predict the campaign's wall time and GPU-hours from this recorded study "
+            "(repeatable; mlpfctl hpo simulate).",
+            show_default=False,
+        ),
+    ] = None,
+    plan_storage: Annotated[
+        str | None,
+        typer.Option("--plan-storage", help="Storage URL of the --plan-from studies.", show_default=False),
+    ] = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     dry_run: DryRunOpt = False,
@@ -105,6 +118,11 @@ def submit(
     runner = runner_mod.default_runner()
     plan = service.plan(resolved.config, job[0], job[1:], runner)
     request = plan.request
+    campaign = None
+    if plan_from:  # the campaign simulator's plan (owned by the sim engineer)
+        from mlpfctl.cli.hpo import submit_plan
+
+        campaign = submit_plan(request, plan_from, plan_storage)
     if dry_run:
         for path in request.secret_files:
             log(f"would write the storage password to {path} (mode 0600), never into the script")
@@ -112,6 +130,7 @@ def submit(
             log(f"would create the study: mlpfctl {' '.join(request.hpo.create_command)}")
         log(f"would run: {' '.join(service.sbatch_command(request))}")
         if as_json:
+            extra = {"campaign_plan": campaign} if campaign else {}
             print_json(
                 {
                     "dry_run": True,
@@ -119,6 +138,7 @@ def submit(
                     "sbatch": service.sbatch_command(request),
                     "script": plan.script,
                 }
+                | extra
             )
         else:
             out.file.write(plan.script)

@@ -15,20 +15,25 @@ from typing import Annotated, Any
 
 import typer
 
-from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config
+from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config, path_option
 from mlpfctl.errors import Checkpointed, UsageError
-
-RUN_CONFIG = "config.toml"
 
 
 def resolve_resume(resume: Path | None) -> tuple[Path | None, Path | None]:
-    """(run dir, checkpoint target) for ``--resume`` given a run dir or a checkpoint file."""
+    """(run dir, checkpoint target) for ``--resume`` given a run dir or a checkpoint file.
+
+    A checkpoint file continues its run only where it lies inside one (RUN/checkpoints/x.ckpt);
+    a file from elsewhere seeds a new run directory.
+    """
+    from mlpfctl.train.rundir import CHECKPOINT_DIR
+
     if resume is None:
         return None, None
     if resume.is_dir():
         return resume, resume
     if resume.is_file():
-        return resume.parent.parent, resume
+        parent = resume.absolute().parent
+        return (parent.parent if parent.name == CHECKPOINT_DIR else None), resume
     raise UsageError(f"--resume {resume} does not exist", "pass a run directory or a checkpoint file")
 
 
@@ -38,7 +43,10 @@ def default_run_dir(out_dir: str, name: str | None, command: str = "train") -> P
 
 
 def train(
-    data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset directory (data.path).")] = None,
+    data: Annotated[
+        Path | None,
+        path_option("--data", "-d", help="Dataset directory (data.path)."),
+    ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps (train.steps).")] = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Local ranks to start (DDP).", min=1)] = 1,
     backend: Annotated[
@@ -56,10 +64,12 @@ def train(
         ),
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option("--resume", help="Continue a run: its directory or a checkpoint file.")
+        Path | None,
+        path_option("--resume", help="Continue a run: its directory or a checkpoint file."),
     ] = None,
     run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="Run directory (default: <run.out_dir>/<name>).")
+        Path | None,
+        path_option("--run-dir", help="Run directory (default: <run.out_dir>/<name>)."),
     ] = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -68,10 +78,11 @@ def train(
 ) -> None:
     """Train an MLPF model; writes config, metrics.jsonl, TensorBoard events and checkpoints."""
     from mlpfctl.console import out, print_json
+    from mlpfctl.train import rundir
 
     resume_dir, resume_target = resolve_resume(resume)
-    if config is None and resume_dir is not None and (resume_dir / RUN_CONFIG).is_file():
-        config = resume_dir / RUN_CONFIG  # a resumed run keeps its own settings unless told otherwise
+    if config is None and resume_dir is not None and (resume_dir / rundir.CONFIG_FILE).is_file():
+        config = resume_dir / rundir.CONFIG_FILE  # a resumed run keeps its own settings unless told otherwise
     flags: dict[str, tuple[str, Any]] = {
         "data.path": ("--data", str(data) if data is not None else None),
         "train.steps": ("--steps", steps),
@@ -83,11 +94,18 @@ def train(
     }
     resolved = load_config(config, sets, flags)
     cfg = resolved.config
-    target_dir = run_dir or resume_dir or default_run_dir(cfg.run.out_dir, cfg.run.name)
+    if resume_dir is not None and resolved.sources["data.path"] == f"file {config}":
+        cfg.data.path = rundir.locate_data(resume_dir, cfg.data.path)  # the run may have moved
+    # Absolute paths in the run, so that evaluate/export/--resume work from any directory.
+    cfg.data.path = rundir.absolute(cfg.data.path)
+    target_dir = Path(
+        rundir.absolute(run_dir or resume_dir or default_run_dir(cfg.run.out_dir, cfg.run.name))
+    )
+    run_plan = rundir.plan(target_dir, cfg, resume_target, resume_dir, run_dir_given=run_dir is not None)
     plan: dict[str, Any] = {
         "run_dir": str(target_dir),
         "nproc": nproc,
-        "resume": str(resume_target) if resume_target else None,
+        "resume": str(run_plan.resume) if run_plan.resume else None,
         "data": cfg.data.path,
         "backend": cfg.run.backend,
         "model": resolved.as_dict()["model"],
@@ -111,7 +129,8 @@ def train(
     from mlpfctl.train.api import TrainRequest
     from mlpfctl.train.api import train as run_train
 
-    result = run_train(TrainRequest(config=cfg, run_dir=target_dir, nproc=nproc, resume=resume_target))
+    with rundir.claim(run_plan, cfg):
+        result = run_train(TrainRequest(config=cfg, run_dir=target_dir, nproc=nproc, resume=run_plan.resume))
     if result.status == "checkpointed":
         raise Checkpointed(
             f"stopped by a signal at step {result.step}; checkpoint {result.checkpoint}",

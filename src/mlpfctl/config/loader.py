@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import operator
 import os
 import types
@@ -198,12 +199,35 @@ _RULES: dict[str, tuple[str, Callable[[float, float], bool]]] = {
 }
 
 
+# Integers beyond int64 overflow every consumer (torch, numpy, SQLite, SLURM) in some unhelpful way.
+_INT_LIMIT = 2**63 - 1
+
+
+def _check_generic(info: FieldInfo, item: Any, source: str) -> None:
+    """Rules for every key: finite numbers within int64, non-empty text without control bytes."""
+    problem = None
+    if isinstance(item, float) and not math.isfinite(item):
+        problem = "is not a finite number"
+    elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > _INT_LIMIT:
+        problem = "is too large"
+    elif isinstance(item, str) and not item.strip():
+        problem = "is empty"
+    elif isinstance(item, str) and any(ord(c) < 32 and c not in "\t" for c in item):
+        problem = "contains control characters"
+    if problem is not None:
+        raise ConfigError(
+            f"config key '{info.key}': value {item!r} ({source}) {problem}",
+            f"{info.doc} Example: --set {info.key}={_example(info)}",
+        )
+
+
 def _check_rules(info: FieldInfo, value: Any, source: str) -> None:
     meta = info.meta
     items = value if isinstance(value, list) else [value]
     for item in items:
         if item is None:
             continue
+        _check_generic(info, item, source)
         choices = meta.get("choices")
         if choices is not None and item not in choices:
             guess = _suggest(str(item), [str(c) for c in choices])
@@ -265,9 +289,10 @@ def _flatten_toml(data: Mapping[str, Any], source: str, fields: Mapping[str, Fie
     out: list[Override] = []
     for section, body in data.items():
         if not isinstance(body, dict):
+            known = {f.section for f in fields.values()}
             raise (
                 _unknown_key(section, source, fields)
-                if "." not in section
+                if "." not in section and section not in known
                 else ConfigError(
                     f"'{section}' ({source}) must be a [section] table",
                     "write it as [section] with key = value",
@@ -281,20 +306,28 @@ def _flatten_toml(data: Mapping[str, Any], source: str, fields: Mapping[str, Fie
     return out
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, what: str = "config file", hint: str = "check the --config path") -> dict[str, Any]:
+    """A TOML file as a dict; every way it can fail is a ConfigError naming ``what`` and the path.
+
+    Shared by the readers of user-supplied TOML (config, search spaces, system profiles).
+    """
+    from mlpfctl.errors import os_error
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' does not exist", "check the --config path") from None
+        raise ConfigError(f"{what} '{path}' does not exist", hint) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
-            f"config file '{path}' is not valid TOML: {exc}", "fix the syntax (see https://toml.io)"
+            f"{what} '{path}' is not valid TOML: {exc}", "fix the syntax (see https://toml.io)"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{what} '{path}' is not UTF-8 text (a binary file?)", f"pass a TOML text file as the {what}"
         ) from None
     except OSError as exc:
-        raise ConfigError(
-            f"config file '{path}' cannot be read: {exc.strerror}", "check permissions"
-        ) from None
+        raise ConfigError(f"{what} '{path}' cannot be read: {exc.strerror}", os_error(exc).hint) from None
 
 
 def env_overrides(env: Mapping[str, str], fields: Mapping[str, FieldInfo]) -> list[Override]:
@@ -387,9 +420,13 @@ def to_toml(config: Config, mask_secrets: bool = True) -> str:
 
 
 def flag_overrides(flags: Mapping[str, tuple[str, Any]]) -> list[Override]:
-    """Overrides from command flags: ``{"train.lr": ("--lr", value)}``; None means not given."""
-    return [
-        Override(key, value, f"flag {flag}")
-        for key, (flag, value) in flags.items()
-        if value is not None and value is not _MISSING
-    ]
+    """Overrides from command flags: ``{"train.lr": ("--lr", value)}``; None means not given.
+
+    An empty flag value is refused even where the key may be unset (``--set key=`` does that):
+    ``--time "$WALLTIME"`` with the variable unset must not quietly mean the default.
+    """
+    given = {k: fv for k, fv in flags.items() if fv[1] is not None and fv[1] is not _MISSING}
+    for flag, value in given.values():
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(f"{flag} is empty", f"give {flag} a value, or leave it out for the default")
+    return [Override(key, value, f"flag {flag}") for key, (flag, value) in given.items()]

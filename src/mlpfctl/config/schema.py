@@ -257,6 +257,12 @@ class TrainSection:
         "most data.max_elements_per_batch padded elements).",
         ge=1,
     )
+    grad_accum: int = setting(
+        1,
+        "Micro-batches whose gradients add up to one optimiser step (gradient accumulation): the "
+        "global batch is ranks x per-rank batch x grad_accum, also for lr_scaling.",
+        ge=1,
+    )
     shuffle: bool = setting(
         True, "Shuffle the training events every epoch (off only for reproducibility checks)."
     )
@@ -342,11 +348,18 @@ class HpoSection:
     max_ranks_per_trial: int = setting(
         8, "rasda: upper bound on the ranks a promoted trial may grow to.", ge=1
     )
-    min_resource: int = setting(
-        100, "Bottom-rung budget r in training steps (a multiple of train.val_every).", ge=1
+    min_resource: int | None = setting(
+        None,
+        "Bottom-rung budget r in training steps (a multiple of train.val_every). None = derived: the "
+        "smallest multiple of train.val_every from which eta-fold rungs climb to max_resource "
+        "(docs/hpo.md, Rungs).",
+        ge=1,
     )
-    max_resource: int = setting(
-        900, "Top-rung budget R in training steps: the full training length of a surviving trial.", ge=1
+    max_resource: int | None = setting(
+        None,
+        "Top-rung budget R in training steps: the full training length of a surviving trial "
+        "(None = train.steps).",
+        ge=1,
     )
     reduction_factor: int = setting(3, "Successive-halving reduction factor eta (keep the top 1/eta).", ge=2)
     min_early_stopping_rate: int = setting(

@@ -6,26 +6,33 @@ Representation (everything lives in the study storage, so any worker on any node
   "new" slot; its later jobs are "promotion" trials carrying the same parameters. User attrs link
   them: ``mlpfctl.config`` (number of the configuration's first trial), ``mlpfctl.rung``,
   ``mlpfctl.parent`` (number of the job it continues), ``mlpfctl.budget`` (step budget of the rung),
-  ``mlpfctl.checkpoint`` (where the job left its state).
+  ``mlpfctl.checkpoint`` (where the job left its state), ``mlpfctl.ticket`` (see below).
 * A job that reaches a rung below the top is *paused*: its value at the rung budget is recorded as
-  an intermediate value, the trial is told PRUNED (so samplers read it as a learning curve that
-  stopped at that step, exactly like Optuna's own pruned trials), and before that its worker queues
-  one WAITING **promotion candidate** for the next rung. A top-rung job is told COMPLETE.
+  an intermediate value and the trial is told PRUNED with ``mlpfctl.outcome = "paused"`` (samplers
+  read it as a learning curve that stopped at that step). A top-rung job is told COMPLETE.
+* Before telling a paused job, its worker queues one **promotion ticket**: a WAITING trial in the
+  companion study ``<study>:promotions`` (``queue_name``) with the job's parameters and the next
+  rung's attributes. Tickets are bookkeeping, never a trial to optimise: the study itself only
+  holds jobs that ran or run, so ``study.ask()`` and optuna-dashboard never pick up a paused
+  configuration. A ticket stays WAITING while its configuration is paused, becomes COMPLETE (value:
+  the rung value that earned the promotion, ``mlpfctl.job``: the job it became) when promoted, and
+  FAIL when it is void (its job was killed and re-run, which queued a fresh ticket).
 * A free worker scans rungs top-down: for rung k it ranks the paused jobs by value and, for those in
-  the top ``floor(n_k / eta)`` whose candidate is still WAITING, tries to **claim** the candidate;
-  if no promotion is possible it claims a queued "new" slot (a new configuration at the bottom).
+  the top ``floor(n_k / eta)`` whose ticket is still WAITING, tries to **claim** the ticket; if no
+  promotion is possible it claims a queued "new" slot (a new configuration at the bottom).
 
-Concurrency argument. A claim is the storage's WAITING -> RUNNING transition
-(``storage.set_trial_state_values(id, RUNNING)``), the same primitive Optuna's ``enqueue_trial``
-relies on: PostgreSQL takes a row lock (``SELECT ... FOR UPDATE``) and re-checks the state; SQLite
-serialises writers on the database lock (a racing writer gets "database is locked", never a second
-success); the journal appends the claim to the log, and replay in log order lets exactly the first
-claim win (the others read False). So each candidate runs at most once, and because only the worker
-that paused a job creates its candidate (before telling the job finished), each promotion decision
-exists exactly once. A candidate outside the top ``1/eta`` simply stays WAITING: ASHA may promote
-it later as the rung grows. Decisions are taken on a snapshot; a worker acting on a slightly stale
-snapshot may promote a configuration that a just-finished job would have pushed out of the top
-``1/eta``: the "mispromotion" that the ASHA paper accepts in exchange for never waiting.
+Concurrency argument. A claim is the storage's WAITING -> RUNNING transition, the compare-and-set
+that Optuna's ``enqueue_trial`` relies on (``mlpfctl.hpo.optuna_api.claim``): exactly one worker
+wins a ticket, and only the worker that paused a job creates its ticket, so each promotion happens
+at most once. The winner then adds the promotion job to the study as RUNNING (``mlpfctl.ticket``
+names the ticket) and finishes the ticket COMPLETE. A worker killed between those steps leaves a
+RUNNING ticket; after the grace period any worker finishes it: COMPLETE if the job exists (the
+job's own heartbeat and retry take over), otherwise FAIL plus a fresh WAITING copy. Both are
+compare-and-set transitions, so a slow (not dead) winner that finds its ticket FAILed drops the job
+it created, and the promotion still runs exactly once. Decisions are taken on a snapshot; a worker
+acting on a slightly stale snapshot may promote a configuration that a just-finished job would
+have pushed out of the top ``1/eta``: the "mispromotion" that the ASHA paper accepts in exchange
+for never waiting.
 
 RASDA: identical, but a job at rung k runs with ``ranks_per_trial * eta**k`` data-parallel ranks
 (capped by ``max_ranks_per_trial``); the training loop rescales the learning rate for the larger
@@ -35,10 +42,11 @@ global batch by ``train.lr_scaling`` (linear or square root).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from mlpfctl.hpo.optuna_api import trial_id
 from mlpfctl.hpo.storage import ATTR_RETRY_OF
 
 if TYPE_CHECKING:
@@ -53,10 +61,24 @@ ATTR_BUDGET = "mlpfctl.budget"
 ATTR_START = "mlpfctl.start"
 ATTR_RANKS = "mlpfctl.ranks"
 ATTR_CHECKPOINT = "mlpfctl.checkpoint"
-ATTR_OUTCOME = "mlpfctl.outcome"  # "paused" | "top" | "complete" | "pruned" | "diverged" | "failed"
+ATTR_TICKET = "mlpfctl.ticket"  # on a promotion job: the id of the ticket it came from
+ATTR_JOB = "mlpfctl.job"  # on a used ticket: the number of the job it became
+# "paused" | "top" | "complete" | "pruned" | "diverged" | "failed" | "duplicate" | "superseded"
+ATTR_OUTCOME = "mlpfctl.outcome"
 ATTR_DEDUPE = "mlpfctl.dedupe_attempts"
 ATTR_DUPLICATE_OF = "mlpfctl.duplicate_of"
 RUNG_OUTCOMES = ("paused", "top")
+QUEUE_SUFFIX = ":promotions"
+
+Claim = tuple[Literal["job", "ticket"], int]
+
+
+def queue_name(study_name: str) -> str:
+    """The companion study that holds a promotion study's tickets."""
+    return study_name + QUEUE_SUFFIX
+
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -92,38 +114,61 @@ def rung_table(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[int, list[Run
             continue
         rung = int(trial.user_attrs[ATTR_RUNG])
         table.setdefault(rung, []).append(
-            RungEntry(trial.number, trial._trial_id, int(trial.user_attrs[ATTR_CONFIG]), rung, value)
+            RungEntry(trial.number, trial_id(trial), int(trial.user_attrs[ATTR_CONFIG]), rung, value)
         )
     for entries in table.values():
         entries.sort(key=lambda e: (e.value, e.number))
     return table
 
 
-def promotion_candidates(
-    trials: Sequence[optuna.trial.FrozenTrial], eta: int, top_rung: int, maximize: bool = False
-) -> list[int]:
-    """Trial ids of WAITING candidates that ASHA may promote now, in the order to try them."""
+def waiting_tickets(tickets: Sequence[optuna.trial.FrozenTrial]) -> dict[int, int]:
+    """Parent job number -> id of its WAITING ticket."""
     import optuna
 
-    waiting_by_parent: dict[int, int] = {}
-    for trial in trials:
-        if (
-            trial.state == optuna.trial.TrialState.WAITING
-            and trial.user_attrs.get(ATTR_KIND) == "promotion"
-            and ATTR_RETRY_OF not in trial.user_attrs
-        ):
-            waiting_by_parent[int(trial.user_attrs[ATTR_PARENT])] = trial._trial_id
+    out: dict[int, int] = {}
+    for ticket in tickets:
+        if ticket.state == optuna.trial.TrialState.WAITING and ATTR_PARENT in ticket.user_attrs:
+            out.setdefault(int(ticket.user_attrs[ATTR_PARENT]), trial_id(ticket))
+    return out
+
+
+def promotion_candidates(
+    trials: Sequence[optuna.trial.FrozenTrial],
+    tickets: Sequence[optuna.trial.FrozenTrial],
+    eta: int,
+    top_rung: int,
+    maximize: bool = False,
+) -> list[int]:
+    """Ids of the WAITING tickets that ASHA may promote now, in the order to try them."""
+    waiting = waiting_tickets(tickets)
     if maximize:
         trials = [_negated(t) for t in trials]
     table = rung_table(trials)
     out: list[int] = []
     for rung in range(top_rung - 1, -1, -1):
-        entries = table.get(rung, [])
-        for entry in entries[: len(entries) // eta]:
-            candidate = waiting_by_parent.get(entry.number)
-            if candidate is not None:
-                out.append(candidate)
+        ranked = [entry.number for entry in table.get(rung, [])]
+        out += [waiting[number] for number in rung_promotions(ranked, eta, waiting)]
     return out
+
+
+def rung_promotions(ranked: Sequence[K], eta: int, open_: Container[K]) -> list[K]:
+    """ASHA's promotion rule for one rung, free of any storage (``mlpfctl hpo simulate`` uses it too).
+
+    ``ranked`` holds the rung's finished jobs, best first (value, then trial number); ``open_`` the
+    jobs whose promotion has not been claimed yet. A job may be promoted if it is in the top
+    ``floor(n / eta)`` of its rung and still open; the result lists those, best first.
+    """
+    return [key for key in ranked[: len(ranked) // eta] if key in open_]
+
+
+def void_tickets(
+    trials: Sequence[optuna.trial.FrozenTrial], tickets: Sequence[optuna.trial.FrozenTrial]
+) -> list[int]:
+    """WAITING tickets whose parent job was failed (killed after queueing it, then re-run)."""
+    import optuna
+
+    failed = {t.number for t in trials if t.state == optuna.trial.TrialState.FAIL}
+    return [ticket for parent, ticket in waiting_tickets(tickets).items() if parent in failed]
 
 
 def _negated(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
@@ -137,9 +182,15 @@ def _negated(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
 
 
 def claim_order(
-    trials: Sequence[optuna.trial.FrozenTrial], *, promotion: bool, eta: int, top_rung: int, maximize: bool
-) -> list[int]:
-    """Trial ids of WAITING trials in the order a free worker should try to claim them.
+    trials: Sequence[optuna.trial.FrozenTrial],
+    tickets: Sequence[optuna.trial.FrozenTrial] = (),
+    *,
+    promotion: bool,
+    eta: int,
+    top_rung: int,
+    maximize: bool,
+) -> list[Claim]:
+    """What a free worker should try to claim, in order: WAITING jobs of the study and tickets.
 
     Retries of killed jobs first (their decision was taken already), then ASHA promotions from the
     highest rung down, then new configurations by slot.
@@ -151,14 +202,14 @@ def claim_order(
         (t for t in waiting if ATTR_RETRY_OF in t.user_attrs),
         key=lambda t: (-int(t.user_attrs.get(ATTR_RUNG, 0)), t.number),
     )
-    order = [t._trial_id for t in retries]
+    order: list[Claim] = [("job", trial_id(t)) for t in retries]
     if promotion:
-        order += promotion_candidates(trials, eta, top_rung, maximize)
+        order += [("ticket", t) for t in promotion_candidates(trials, tickets, eta, top_rung, maximize)]
     new = sorted(
         (t for t in waiting if t.user_attrs.get(ATTR_KIND) == "new" and ATTR_RETRY_OF not in t.user_attrs),
         key=lambda t: (int(t.user_attrs.get(ATTR_SLOT, 0)), t.number),
     )
-    order += [t._trial_id for t in new]
+    order += [("job", trial_id(t)) for t in new]
     return order
 
 
@@ -170,10 +221,8 @@ def job_ranks(base_ranks: int, rung: int, eta: int, rasda: bool, max_ranks: int)
     return max(base_ranks, min(grown, max_ranks))
 
 
-def candidate_attrs(
-    parent: optuna.trial.FrozenTrial, budgets: Sequence[int], checkpoint: str
-) -> dict[str, Any]:
-    """User attrs of the promotion candidate that continues ``parent`` one rung higher."""
+def ticket_attrs(parent: optuna.trial.FrozenTrial, budgets: Sequence[int], checkpoint: str) -> dict[str, Any]:
+    """User attrs of the ticket (and then the job) that continues ``parent`` one rung higher."""
     rung = int(parent.user_attrs[ATTR_RUNG]) + 1
     return {
         ATTR_KIND: "promotion",

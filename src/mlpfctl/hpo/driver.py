@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from mlpfctl.console import log, warn
 from mlpfctl.errors import EXIT_CHECKPOINTED, Checkpointed, RuntimeFailure, UsageError
 from mlpfctl.hpo.asha import ATTR_KIND, ATTR_SLOT
+from mlpfctl.hpo.lifetime import DRIVER_PID_ENV, driver_lock, record_workers
 from mlpfctl.hpo.settings import SETTINGS_ATTR, StudySettings, load_settings
-from mlpfctl.hpo.storage import StorageSpec, open_storage
+from mlpfctl.hpo.storage import StorageSpec, check_location, open_storage
 
 if TYPE_CHECKING:
     import optuna
@@ -37,6 +38,8 @@ class RunRequest:
     workers: int
     resume: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # The storage is mlpfctl's default file under run.out_dir: its directory may be created.
+    default_storage: bool = False
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -88,14 +91,39 @@ def _backend(settings: StudySettings) -> str:
     return str(run.get("backend", "auto")) if isinstance(run, dict) else "auto"
 
 
-def prepare_study(request: RunRequest) -> optuna.Study:
-    """Create the study with its settings and queued configurations, or reopen it for --resume."""
+def check_inputs(request: RunRequest) -> None:
+    """Everything a campaign needs, checked before anything is created or any worker starts:
+    the storage location, the dataset of the MLPF objective, the trial directory."""
+    from pathlib import Path
+
+    from mlpfctl.paths import check_output_dir
+
+    check_location(request.storage, existing=False, create_parent=request.default_storage)
+    s = request.settings
+    if s.objective is None:  # the MLPF objective trains on data.path in every trial
+        data = str(s.base_config.get("data", {}).get("path", ""))
+        if not data or not Path(data).expanduser().exists():
+            raise UsageError(
+                f"dataset {data or '(empty data.path)'} does not exist (every trial would fail on it)",
+                "pass --set data.path=DIR (generate one with 'mlpfctl data generate') "
+                "or tune a generic objective with --objective module:function",
+            )
+    check_output_dir(Path(s.workdir), "hpo.workdir")
+
+
+def prepare_study(request: RunRequest, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study with its settings and queued configurations, or reopen it for --resume.
+
+    ``storage`` replaces the URL's storage (simulated workers share one in-memory storage).
+    """
     import optuna
 
+    if storage is None:  # simulated workers share an in-memory storage: nothing on disk to check
+        check_inputs(request)
     s = request.settings
     # Plan before touching the storage: a bad space or grid leaves no empty study (or file) behind.
     plans = _plan(s, 0, s.trials)
-    storage = open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
+    storage = storage or open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0)
     names = {
         summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }
@@ -148,20 +176,27 @@ def worker_command(study: str, index: int) -> list[str]:
 
 def run_driver(request: RunRequest) -> RunResult:
     """Prepare the study, run the workers to completion, return the final state counts."""
-    prepare_study(request)
+    from pathlib import Path
+
+    prepare_study(request)  # on --resume this loads the stored settings the devices are split by
     slices = device_slices(
         request.workers, request.settings.ranks_per_trial, request.env, _backend(request.settings)
     )
     procs: list[subprocess.Popen[bytes]] = []
     base_env = dict(request.env)
     base_env["MLPFCTL_HPO__STORAGE"] = request.storage.url
+    base_env[DRIVER_PID_ENV] = str(os.getpid())  # the workers die with this process
     base_env.setdefault("OMP_NUM_THREADS", "1")  # many small processes on shared cores
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        for index in range(request.workers):
-            env = {**base_env, **slices[index]}
-            procs.append(subprocess.Popen(worker_command(request.study, index), env=env))
-        codes = [proc.wait() for proc in procs]
+        with driver_lock(Path(request.settings.workdir), request.study) as lock:
+            for index in range(request.workers):
+                env = {**base_env, **slices[index]}
+                procs.append(
+                    subprocess.Popen(worker_command(request.study, index), env=env, pass_fds=(lock,))
+                )
+            record_workers(lock, [proc.pid for proc in procs])
+            codes = [proc.wait() for proc in procs]
     except KeyboardInterrupt:
         warn("interrupted: stopping the workers (their running trials are re-queued; continue with --resume)")
         _stop(procs)

@@ -97,9 +97,11 @@ class Reporter:
         """Record ``value`` at ``step``; return "continue" or "prune"."""
         if not math.isfinite(value):
             raise Diverged(f"objective value {value} at step {step}", "lower the learning rate range")
+        from mlpfctl.hpo import optuna_api as api
+
         study = self._open()
-        study._storage.set_trial_intermediate_value(self.trial_id, step, value)
-        frozen = study._storage.get_trial(self.trial_id)
+        api.set_intermediate(study, self.trial_id, step, value)
+        frozen = api.get(study, self.trial_id)
         return "prune" if study.pruner.prune(study, frozen) else "continue"
 
 

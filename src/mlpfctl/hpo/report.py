@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlpfctl.errors import RuntimeFailure, UsageError
-from mlpfctl.hpo.asha import ATTR_CONFIG, ATTR_OUTCOME, ATTR_RUNG, rung_value
+from mlpfctl.hpo.asha import ATTR_CONFIG, ATTR_KIND, ATTR_OUTCOME, ATTR_RUNG, queue_name, rung_value
 from mlpfctl.hpo.settings import StudySettings, load_settings
 
 if TYPE_CHECKING:
@@ -47,13 +47,10 @@ class ConfigRow:
 def load(storage_url: str, study_name: str) -> tuple[optuna.Study, StudySettings]:
     import optuna
 
-    from mlpfctl.hpo.storage import open_storage, parse_url
+    from mlpfctl.hpo.storage import check_location, open_storage, parse_url
 
     spec = parse_url(storage_url)
-    if spec.path is not None and not spec.path.exists():
-        raise UsageError(
-            f"storage file '{spec.path}' does not exist", "check --storage (or run 'mlpfctl hpo run')"
-        )
+    check_location(spec, existing=True)
     storage = open_storage(spec, heartbeat_interval=60, grace_period=120, max_retry=0)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
@@ -101,6 +98,71 @@ def config_rows(study: optuna.Study, settings: StudySettings) -> list[ConfigRow]
     return [row for _, row in sorted(best.values(), key=lambda kv: (kv[0], kv[1].config))]
 
 
+# Jobs that never were a configuration's result: a rejected duplicate proposal, a promotion whose
+# ticket a reaper had already handed to another worker.
+_NOT_A_RESULT = ("duplicate", "superseded")
+
+
+def config_states(study: optuna.Study, settings: StudySettings) -> dict[str, int]:
+    """How many configurations are in which state (each counted once, whatever its jobs).
+
+    ``queued`` (not started), ``running`` (first job running), ``promoted`` (a later job running or
+    queued again after a kill), ``paused@k`` (stopped at rung k, may still be promoted), ``finished``
+    (top rung or full budget), ``pruned`` (stopped by a pruner, or diverged with on_divergence =
+    prune), ``failed``.
+    """
+    import optuna
+
+    from mlpfctl.hpo.storage import ATTR_RETRY_OF
+
+    S = optuna.trial.TrialState
+    jobs: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(ATTR_OUTCOME) in _NOT_A_RESULT:
+            continue
+        if trial.state == S.WAITING and ATTR_RETRY_OF not in trial.user_attrs:
+            if trial.user_attrs.get(ATTR_KIND, "new") == "new":
+                counts["queued"] = counts.get("queued", 0) + 1
+            continue
+        config = int(trial.user_attrs.get(ATTR_CONFIG, trial.number))
+        jobs.setdefault(config, []).append(trial)
+    for config_jobs in jobs.values():
+        # The furthest job decides; at equal rung the latest (a retry after its killed original).
+        last = max(config_jobs, key=lambda t: (int(t.user_attrs.get(ATTR_RUNG, 0)), t.number))
+        outcome = last.user_attrs.get(ATTR_OUTCOME)
+        rung = int(last.user_attrs.get(ATTR_RUNG, 0))
+        if last.state in (S.RUNNING, S.WAITING):
+            state = "promoted" if rung > 0 else "running"
+        elif outcome == "paused":
+            state = f"paused@{rung}"
+        elif last.state == S.COMPLETE:
+            state = "finished"
+        elif last.state == S.PRUNED:
+            state = "pruned"
+        else:
+            state = "failed"
+        counts[state] = counts.get(state, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def open_tickets(study: optuna.Study) -> int:
+    """WAITING promotion tickets (paused configurations ASHA may still promote)."""
+    import optuna
+
+    try:
+        queue = optuna.load_study(study_name=queue_name(study.study_name), storage=_storage_of(study))
+    except KeyError:
+        return 0
+    return len(queue.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
+def _storage_of(study: optuna.Study) -> Any:
+    from mlpfctl.hpo import optuna_api
+
+    return optuna_api.storage(study)
+
+
 def summary(study: optuna.Study, settings: StudySettings) -> dict[str, Any]:
     states: dict[str, int] = {}
     outcomes: dict[str, int] = {}
@@ -119,6 +181,8 @@ def summary(study: optuna.Study, settings: StudySettings) -> dict[str, Any]:
         "sampler": settings.sampler,
         "scheduler": settings.scheduler,
         "trials_planned": settings.trials,
+        "configurations": config_states(study, settings),
+        "promotion_tickets": open_tickets(study) if settings.promotion else 0,
         "states": states,
         "outcomes": outcomes,
         "rungs": settings.rungs.budgets,
@@ -303,10 +367,15 @@ def print_summary(info: dict[str, Any], rows: list[ConfigRow], top: int) -> None
 
     from mlpfctl.console import out
 
+    configs = ", ".join(f"{k} {v}" for k, v in info["configurations"].items())
     states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(info["states"].items()))
+    if info["outcomes"]:
+        states += "; outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(info["outcomes"].items()))
     out.print(
         f"study [bold]{info['study']}[/]: {info['sampler']} + {info['scheduler']}, rungs {info['rungs']}; "
-        f"trials: {states}; steps consumed {info['steps_consumed']}"
+        f"steps consumed {info['steps_consumed']}\n"
+        f"configurations ({info['trials_planned']} planned): {configs or 'none yet'}\n"
+        f"jobs (Optuna trials, one per configuration and rung): {states or 'none'}"
     )
     table = Table(title=f"best configurations (top {top})")
     for column in ("#", "config", "trial", "rung", "steps", "value", "parameters"):

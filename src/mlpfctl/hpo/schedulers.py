@@ -68,6 +68,23 @@ class Rungs:
             )
 
 
+def derive_min_resource(max_resource: int, eta: int, quantum: int) -> int:
+    """The bottom rung r when none is given: as many eta-fold rungs below R as the quantum allows.
+
+    ``quantum`` is the smallest budget at which a trial has a value: the validation interval
+    (``train.val_every``), since the objective reports at validations. K is the largest number of
+    eta-fold steps from one quantum up to R (quantum * eta**K <= R), and r is R / eta**K rounded
+    down to a multiple of the quantum: the most rungs the validation cadence allows, the bottom
+    one as close to R / eta**K as it can be.
+    """
+    quantum = max(1, quantum)
+    steps = 0
+    while quantum * eta ** (steps + 1) <= max_resource:
+        steps += 1
+    bottom: int = max_resource // eta**steps // quantum * quantum
+    return max(quantum, bottom)
+
+
 def check_name(name: str, n_objectives: int) -> None:
     if name not in NAMES:
         raise ConfigError(f"unknown scheduler '{name}'", f"available schedulers: {', '.join(NAMES)}")

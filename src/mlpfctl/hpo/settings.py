@@ -96,6 +96,10 @@ class StudySettings:
 
             load_objective(hpo.objective)  # a typo fails here, not in every worker
         workdir = hpo.workdir or str(Path(config.run.out_dir) / "hpo" / study)
+        max_resource = hpo.max_resource or config.train.steps
+        min_resource = hpo.min_resource or schedulers.derive_min_resource(
+            max_resource, hpo.reduction_factor, config.train.val_every
+        )
         settings = cls(
             space=space.to_dict(),
             sampler=hpo.sampler,
@@ -103,8 +107,8 @@ class StudySettings:
             trials=hpo.trials,
             ranks_per_trial=hpo.ranks_per_trial,
             max_ranks_per_trial=max(hpo.max_ranks_per_trial, hpo.ranks_per_trial),
-            min_resource=hpo.min_resource,
-            max_resource=hpo.max_resource,
+            min_resource=min_resource,
+            max_resource=max_resource,
             reduction_factor=hpo.reduction_factor,
             min_early_stopping_rate=hpo.min_early_stopping_rate,
             seed=hpo.seed,

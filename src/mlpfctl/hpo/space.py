@@ -285,12 +285,9 @@ def load_space(spec: str) -> SearchSpace:
             f"search space '{spec}' is neither a preset nor a file",
             f"presets: {', '.join(sorted(PRESETS))}; or pass the path of a TOML search-space file",
         )
-    from mlpfctl.compat import tomllib
+    from mlpfctl.config.loader import read_toml
 
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"search-space file '{path}' is not valid TOML: {exc}", "fix the syntax") from None
+    data = read_toml(path, "search-space file", "check the --space path")
     data.setdefault("name", path.stem)
     return SearchSpace.from_dict(data, f"search-space file '{path}'")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 import warnings
@@ -75,6 +76,64 @@ def parse_url(url: str) -> StorageSpec:
         f"unsupported storage URL '{shown}'",
         "use sqlite:///PATH.db, journal:///PATH.log or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB",
     )
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_location(spec: StorageSpec, *, existing: bool, create_parent: bool = False) -> None:
+    """Check a file storage before anything opens it (opening creates the file, the journal its
+    directory): a worker, ``status`` and ``report`` need the file to exist, a new study needs its
+    directory to exist (``create_parent``: the default location, which mlpfctl may create), and
+    an existing file must be of the right kind. Creates nothing."""
+    if spec.path is None:
+        return
+    from mlpfctl.paths import check_output_dir
+
+    path = spec.path
+    example = "sqlite:///DIR/study.db" if spec.kind == "sqlite" else "journal:///DIR/study.log"
+    if path.is_dir():
+        raise ConfigError(f"storage {spec.masked}: {path} is a directory", f"name a file in it: {example}")
+    if not path.exists():
+        if existing:
+            raise ConfigError(
+                f"storage file '{path}' does not exist",
+                "check --storage, or create the study first ('mlpfctl hpo run' or 'hpo create')",
+            )
+        if not create_parent and not path.parent.is_dir():
+            raise ConfigError(
+                f"storage {spec.masked}: the directory {path.parent} does not exist",
+                "create it first (mlpfctl does not create directories named in --storage) or fix the path",
+            )
+        check_output_dir(path.parent, "the storage directory")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(
+            f"storage file '{path}' is not writable (read-only file system, permissions or an immutable "
+            "attribute)",
+            "copy it somewhere writable, or fix its permissions",
+        )
+    if spec.kind == "sqlite" and path.stat().st_size:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+        if header != _SQLITE_HEADER:
+            raise ConfigError(
+                f"storage file '{path}' is not an SQLite database",
+                f"pass the study's database (or a new file name) to --storage, e.g. {example}",
+            )
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the password of ``url`` (nor any other user:password@ in it), one line,
+    without SQLAlchemy's link to its error catalogue."""
+    text = text.split("(Background on this error at:")[0]
+    rest = url.split("://", 1)[-1]
+    creds = rest.rpartition("@")[0]
+    password = creds.split(":", 1)[1] if ":" in creds else ""
+    if password:
+        text = text.replace(password, "***")
+    text = re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
+    return " ".join(text.split())
 
 
 class RetryPolicy:
@@ -139,8 +198,14 @@ def open_storage(
                 heartbeat_stale_trial_callback=RetryPolicy(max_retry),
             )
     except Exception as exc:  # SQLAlchemy/driver errors: unreachable server, bad credentials
+        detail = f"{type(exc).__name__}: {_scrub(str(exc), spec.url)}"
+        if spec.kind == "sqlite":  # a file the user named: not a database, locked, unreadable
+            raise ConfigError(
+                f"cannot open the study storage {spec.masked}: {detail}",
+                "check the path in --storage: an SQLite database file (or a new file name)",
+            ) from None
         raise RuntimeFailure(
-            f"cannot open the study storage {spec.masked}: {type(exc).__name__}: {mask_secret(str(exc))}",
+            f"cannot open the study storage {spec.masked}: {detail}",
             "check the URL, that the server is running and reachable, and the credentials",
         ) from None
     if spec.kind == "sqlite":
@@ -193,8 +258,8 @@ class Liveness:
             directory = _heartbeat_dir(self.spec)
             directory.mkdir(parents=True, exist_ok=True)
             (directory / str(trial_id)).touch()
-        else:
-            storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        elif hasattr(storage, "record_heartbeat"):  # not Optuna's in-memory storage (simulations)
+            storage.record_heartbeat(trial_id)
 
     def forget(self, trial_id: int) -> None:
         if self.spec.kind == "journal":
@@ -248,9 +313,12 @@ class Liveness:
         probe.touch()
         now = probe.stat().st_mtime
         probe.unlink()
+        from mlpfctl.hpo import optuna_api as api
+
         failed: list[int] = []
         for trial in running:
-            beat = directory / str(trial._trial_id)
+            ident = api.trial_id(trial)
+            beat = directory / str(ident)
             try:
                 last = beat.stat().st_mtime
             except FileNotFoundError:
@@ -260,16 +328,11 @@ class Liveness:
                 last = start.timestamp() if start is not None else now
             if now - last <= self.grace:
                 continue
-            try:
-                won = study._storage.set_trial_state_values(
-                    trial._trial_id, state=optuna.trial.TrialState.FAIL
-                )
-            except optuna.exceptions.UpdateFinishedTrialError:
-                won = False  # another worker (or the owner, just in time) finished it first
-            if won:
-                failed.append(trial._trial_id)
-                self.forget(trial._trial_id)
-                self.retry(study, study._storage.get_trial(trial._trial_id))
+            # False when another worker (or the owner, just in time) finished it first.
+            if api.finish(study, ident, optuna.trial.TrialState.FAIL):
+                failed.append(ident)
+                self.forget(ident)
+                self.retry(study, api.get(study, ident))
         return failed
 
 

@@ -13,22 +13,26 @@ process of ``mlpfctl hpo run``, a SLURM job step, an array task.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlpfctl.console import log, warn
 from mlpfctl.errors import Checkpointed, MlpfctlError, RuntimeFailure, UsageError
+from mlpfctl.hpo import optuna_api as api
 from mlpfctl.hpo.asha import (
     ATTR_BUDGET,
     ATTR_CHECKPOINT,
     ATTR_CONFIG,
     ATTR_DEDUPE,
     ATTR_DUPLICATE_OF,
+    ATTR_JOB,
     ATTR_KIND,
     ATTR_OUTCOME,
     ATTR_PARENT,
@@ -36,9 +40,13 @@ from mlpfctl.hpo.asha import (
     ATTR_RUNG,
     ATTR_SLOT,
     ATTR_START,
-    candidate_attrs,
+    ATTR_TICKET,
     claim_order,
     job_ranks,
+    queue_name,
+    rung_value,
+    ticket_attrs,
+    void_tickets,
 )
 from mlpfctl.hpo.objective import (
     Diverged,
@@ -50,12 +58,22 @@ from mlpfctl.hpo.objective import (
 )
 from mlpfctl.hpo.settings import StudySettings, load_settings
 from mlpfctl.hpo.space import SearchSpace, same_config
-from mlpfctl.hpo.storage import ATTR_RETRY_OF, Liveness, StorageSpec, open_storage
+from mlpfctl.hpo.storage import (
+    ATTR_RETRIES,
+    ATTR_RETRY_OF,
+    Liveness,
+    StorageSpec,
+    check_location,
+    open_storage,
+)
 
 if TYPE_CHECKING:
     import optuna
 
 MAX_DEDUPE_ATTEMPTS = 20
+# Model-based samplers that read an ASHA study through mlpfctl.hpo.rung_sampler (one trial per
+# configuration). cmaes keeps its own generation state in the study and reads pruned trials itself.
+RUNG_VIEW_SAMPLERS = ("tpe", "gp")
 # a trial given back after checkpointing at a stop request: where and at which step it continues
 ATTR_RESUME = "mlpfctl.resume_from"
 ATTR_RESUME_STEP = "mlpfctl.resume_step"
@@ -77,29 +95,83 @@ class WorkerResult:
     failed: int
 
 
+class Clock(Protocol):
+    """Where a worker reads time and waits: the real clock, or a simulated one (benchmarks)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def idle(self, seconds: float) -> None:
+        """Wait for other workers to change the study (nothing claimable, something running)."""
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def idle(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 class _Interrupted(Exception):
     pass
+
+
+# Signals that arrived inside a critical section (None: outside one, raise at once).
+_deferred: list[int] | None = None
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # SLURM and the driver stop workers with SIGTERM: unwind like Ctrl-C so the running trial is
     # failed and re-queued cleanly instead of waiting for its heartbeat to go stale.
+    if _deferred is not None:
+        _deferred.append(signum)
+        return
     raise _Interrupted(f"signal {signum}")
 
 
+@contextlib.contextmanager
+def _critical() -> Iterator[None]:
+    """Defer SIGTERM across a few storage writes that must not be torn apart (a promotion)."""
+    global _deferred
+    _deferred = []
+    try:
+        yield
+    finally:
+        pending, _deferred = _deferred, None
+    if pending:
+        raise _Interrupted(f"signal {pending[0]}")
+
+
 class Worker:
-    def __init__(self, request: WorkerRequest) -> None:
+    def __init__(
+        self,
+        request: WorkerRequest,
+        *,
+        storage: optuna.storages.BaseStorage | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """``storage`` and ``clock`` replace the URL's storage and real time (simulated workers)."""
         import optuna
 
         from mlpfctl.hpo.samplers import make_sampler
         from mlpfctl.hpo.schedulers import make_pruner
 
         self.request = request
+        self.clock: Clock = clock or RealClock()
+        if storage is None:
+            # A worker joins a study: opening a missing journal or SQLite file would create it.
+            check_location(request.storage, existing=True)
         # A first connection without heartbeat settings only to read the stored settings.
         try:
             probe = optuna.load_study(
                 study_name=request.study,
-                storage=open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0),
+                storage=storage
+                or open_storage(request.storage, heartbeat_interval=60, grace_period=120, max_retry=0),
             )
         except KeyError:
             raise UsageError(
@@ -109,21 +181,36 @@ class Worker:
         self.settings: StudySettings = load_settings(probe)
         s = self.settings
         self.liveness = Liveness(request.storage, s.heartbeat_interval, s.grace_period, s.max_retry)
-        storage = open_storage(
+        storage = storage or open_storage(
             request.storage,
             heartbeat_interval=s.heartbeat_interval,
             grace_period=s.grace_period,
             max_retry=s.max_retry,
         )
+        sampler = make_sampler(
+            s.sampler, seed=s.seed, worker_index=request.worker_index, n_objectives=len(s.directions)
+        )
+        self.space = SearchSpace.from_dict(s.space)
+        if s.promotion and s.sampler in RUNG_VIEW_SAMPLERS:
+            from mlpfctl.hpo.rung_sampler import RungSampler
+
+            # BOHB's rule: a rung models the space once it holds d + 2 results (d parameters).
+            sampler = RungSampler(sampler, s.rungs.budgets, len(self.space.params) + 2)
         self.study = optuna.load_study(
             study_name=request.study,
             storage=storage,
-            sampler=make_sampler(
-                s.sampler, seed=s.seed, worker_index=request.worker_index, n_objectives=len(s.directions)
-            ),
+            sampler=sampler,
             pruner=make_pruner(s.scheduler, s.rungs),
         )
-        self.space = SearchSpace.from_dict(s.space)
+        # ASHA's promotion tickets live in a companion study (asha.py explains why).
+        self.queue: optuna.Study | None = None
+        if s.promotion:
+            self.queue = optuna.create_study(
+                study_name=queue_name(request.study),
+                storage=storage,
+                load_if_exists=True,
+                sampler=optuna.samplers.RandomSampler(),
+            )
         self.objective = load_objective(s.objective) if s.objective else mlpf_objective
         self.budgets = s.rungs.budgets
         self.workdir = Path(s.workdir)
@@ -132,7 +219,7 @@ class Worker:
 
     def run(self) -> WorkerResult:
         result = WorkerResult(0, 0, 0, 0)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
         try:
             stopped = self._loop(result, started)
@@ -158,13 +245,13 @@ class Worker:
                 log(f"worker {self.request.worker_index}: stop requested; claiming no more trials")
                 return True
             self._reap()
-            if self.settings.timeout is not None and time.monotonic() - started > self.settings.timeout:
+            if self.settings.timeout is not None and self.clock.monotonic() - started > self.settings.timeout:
                 log(f"worker {self.request.worker_index}: timeout reached, stopping")
                 break
             trial_id = self._claim()
             if trial_id is None:
                 if self._anything_running():
-                    time.sleep(self.settings.poll_interval)
+                    self.clock.idle(self.settings.poll_interval)
                     continue
                 break
             outcome = self._run_job(trial_id)
@@ -184,8 +271,48 @@ class Worker:
 
         try:
             self.liveness.reap(self.study)
+            if self.queue is not None:
+                self._reap_tickets(self.queue)
         except optuna.exceptions.StorageInternalError as exc:  # SQLite lock contention: try later
             warn(f"stale-trial check skipped: {exc}")
+
+    def _reap_tickets(self, queue: optuna.Study) -> None:
+        """Finish tickets whose claimer died between claiming and finishing them (asha.py)."""
+        import datetime
+
+        import optuna
+
+        running = queue.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        now = datetime.datetime.now()
+        stale = [
+            t
+            for t in running
+            if t.datetime_start is not None
+            and (now - t.datetime_start).total_seconds() > self.settings.grace_period
+        ]
+        if not stale:
+            return
+        jobs = {
+            int(t.user_attrs[ATTR_TICKET]): t
+            for t in self.study.get_trials(deepcopy=False)
+            if ATTR_TICKET in t.user_attrs
+        }
+        for ticket in stale:
+            ident = api.trial_id(ticket)
+            if ident in jobs:
+                api.finish(queue, ident, optuna.trial.TrialState.COMPLETE, [0.0])
+            elif api.finish(queue, ident, optuna.trial.TrialState.FAIL):
+                retries = int(ticket.user_attrs.get(ATTR_RETRIES, 0))
+                attrs = {**ticket.user_attrs, ATTR_RETRIES: retries + 1, ATTR_RETRY_OF: ticket.number}
+                queue.add_trial(
+                    optuna.trial.create_trial(
+                        state=optuna.trial.TrialState.WAITING,
+                        params=ticket.params,
+                        distributions=ticket.distributions,
+                        user_attrs=attrs,
+                    )
+                )
+                warn(f"promotion ticket {ticket.number} lost its worker: queued again")
 
     def _anything_running(self) -> bool:
         import optuna
@@ -203,7 +330,7 @@ class Worker:
                 # A storage hiccup (lock timeout, dropped connection): the claim did not happen.
                 # Re-read and retry rather than mistake it for "no work left".
                 warn(f"claim failed ({exc}); retrying")
-                time.sleep(self.settings.poll_interval)
+                self.clock.sleep(self.settings.poll_interval)
         raise RuntimeFailure("the study storage kept failing", "check the storage (server, file system)")
 
     def _claim_once(self) -> int | None:
@@ -211,32 +338,67 @@ class Worker:
 
         s = self.settings
         trials = self.study.get_trials(deepcopy=False)
+        tickets = self.queue.get_trials(deepcopy=False) if self.queue is not None else []
+        if self.queue is not None:
+            for void in void_tickets(trials, tickets):
+                api.finish(self.queue, void, optuna.trial.TrialState.FAIL)
         order = claim_order(
             trials,
+            tickets,
             promotion=s.promotion,
             eta=s.reduction_factor,
             top_rung=len(self.budgets) - 1,
             maximize=s.maximize,
         )
-        for trial_id in order:
-            try:
-                if self.study._storage.set_trial_state_values(
-                    trial_id, state=optuna.trial.TrialState.RUNNING
-                ):
-                    return trial_id
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
+        for kind, ident in order:
+            if kind == "job":
+                if api.claim(self.study, ident):
+                    return ident
+            elif self.queue is not None and api.claim(self.queue, ident):
+                job = self._promote(self.queue, ident, trials)
+                if job is not None:
+                    return job
         return None
+
+    def _promote(
+        self, queue: optuna.Study, ticket_id: int, trials: list[optuna.trial.FrozenTrial]
+    ) -> int | None:
+        """Turn a claimed ticket into a RUNNING promotion job; None if a reaper voided the ticket."""
+        import optuna
+
+        running = optuna.trial.TrialState.RUNNING
+        with _critical():
+            ticket = api.get(queue, ticket_id)
+            attrs = {k: v for k, v in ticket.user_attrs.items() if k not in (ATTR_RETRIES, ATTR_RETRY_OF)}
+            attrs[ATTR_TICKET] = ticket_id
+            job = api.create(
+                self.study,
+                optuna.trial.create_trial(
+                    state=running, params=ticket.params, distributions=ticket.distributions, user_attrs=attrs
+                ),
+            )
+            self.liveness.beat(api.storage(self.study), job)
+            api.set_user_attr(queue, ticket_id, ATTR_JOB, api.get(self.study, job).number)
+            parent = next((t for t in trials if t.number == attrs.get(ATTR_PARENT)), None)
+            value = rung_value(parent) if parent is not None else None
+            done = api.finish(queue, ticket_id, optuna.trial.TrialState.COMPLETE, [value or 0.0])
+            if not done and api.get(queue, ticket_id).state != optuna.trial.TrialState.COMPLETE:
+                # A reaper took us for dead and queued the ticket again: that copy will run.
+                api.set_user_attr(self.study, job, ATTR_OUTCOME, "superseded")
+                api.finish(self.study, job, optuna.trial.TrialState.FAIL)
+                self.liveness.forget(job)
+                return None
+        return job
 
     # --- one job --------------------------------------------------------------------------------
 
     def _run_job(self, trial_id: int) -> str:
         import optuna
 
-        storage = self.study._storage
+        storage = api.storage(self.study)
         with self.liveness.beating(storage, trial_id):
             trial = optuna.trial.Trial(self.study, trial_id)
-            frozen = storage.get_trial(trial_id)
+            frozen = api.get(self.study, trial_id)
             attrs = dict(frozen.user_attrs)
             try:
                 return self._execute(trial, frozen, attrs)
@@ -248,7 +410,7 @@ class Worker:
             except _Interrupted:
                 self._finish(trial, optuna.trial.TrialState.FAIL, None, "interrupted")
                 # Re-queue now rather than after the grace period: a resumed study continues it.
-                self.liveness.retry(self.study, storage.get_trial(trial_id))
+                self.liveness.retry(self.study, api.get(self.study, trial_id))
                 raise KeyboardInterrupt from None
 
     def _execute(self, trial: optuna.Trial, frozen: optuna.trial.FrozenTrial, attrs: dict[str, Any]) -> str:
@@ -292,7 +454,7 @@ class Worker:
         reporter = Reporter(
             self.request.storage.url,
             self.request.study,
-            trial._trial_id,
+            api.trial_id(trial),
             s.scheduler,
             s.rung_tuple,
             s.on_divergence,
@@ -349,22 +511,21 @@ class Worker:
             return self._finish(trial, optuna.trial.TrialState.COMPLETE, values, "complete")
         checkpoint = str(ctx.checkpoint_dir)
         trial.set_user_attr(ATTR_CHECKPOINT, checkpoint)
-        if budget not in self.study._storage.get_trial(trial._trial_id).intermediate_values:
-            self.study._storage.set_trial_intermediate_value(trial._trial_id, budget, values[0])
-        assert rung is not None
+        ident = api.trial_id(trial)
+        if budget not in api.get(self.study, ident).intermediate_values:
+            api.set_intermediate(self.study, ident, budget, values[0])
+        assert rung is not None and self.queue is not None
         if rung >= len(self.budgets) - 1:
             return self._finish(trial, optuna.trial.TrialState.COMPLETE, values, "top")
-        # Queue the promotion candidate BEFORE telling: a crash in between re-runs this job (its
-        # retry queues a new candidate under the retry's number), never loses the candidate.
-        import optuna as _optuna
-
-        parent = self.study._storage.get_trial(trial._trial_id)
-        self.study.add_trial(
-            _optuna.trial.create_trial(
-                state=_optuna.trial.TrialState.WAITING,
+        # Queue the ticket BEFORE telling: a crash in between re-runs this job (its retry queues a
+        # fresh ticket, and this one is voided as its parent failed), never loses the ticket.
+        parent = api.get(self.study, ident)
+        self.queue.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.WAITING,
                 params=parent.params,
                 distributions=parent.distributions,
-                user_attrs=candidate_attrs(parent, self.budgets, checkpoint),
+                user_attrs=ticket_attrs(parent, self.budgets, checkpoint),
             )
         )
         return self._finish(trial, optuna.trial.TrialState.PRUNED, None, "paused")
@@ -385,13 +546,12 @@ class Worker:
         """A trial that checkpointed at a stop request goes back to WAITING, not FAIL: it keeps its
         number, run directory and reported values, and is claimed first (as a retry of itself, which
         costs no retry) by the next worker, which continues from ``stop.step``."""
-        import optuna
 
         trial.set_user_attr(ATTR_RESUME, str(stop.checkpoint_dir))
         trial.set_user_attr(ATTR_RESUME_STEP, stop.step)
         trial.set_user_attr(ATTR_RETRY_OF, trial.number)
         trial.set_user_attr(ATTR_OUTCOME, "checkpointed")
-        self.study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.WAITING)
+        api.give_back(self.study, api.trial_id(trial))
         log(
             f"worker {self.request.worker_index}: trial {trial.number} checkpointed at step {stop.step} "
             f"({stop.checkpoint_dir}): given back to the study"
@@ -403,10 +563,11 @@ class Worker:
         if parent_number is None:
             return
         parent = self.study.get_trials(deepcopy=False)[int(parent_number)]
-        existing = self.study._storage.get_trial(trial._trial_id).intermediate_values
+        ident = api.trial_id(trial)
+        existing = api.get(self.study, ident).intermediate_values
         for step, value in parent.intermediate_values.items():
             if step not in existing:
-                self.study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
+                api.set_intermediate(self.study, ident, step, value)
 
     def _duplicate_of(self, frozen: optuna.trial.FrozenTrial, params: dict[str, Any]) -> int | None:
         """Number of an earlier configuration with the same parameters (parallel proposals race)."""

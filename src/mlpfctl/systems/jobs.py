@@ -59,9 +59,17 @@ def read_records(registry: Path) -> list[dict[str, Any]]:
     """The submitted jobs in order, each with its remembered final state (``final``) if any."""
     if not registry.exists():
         return []
+    try:
+        text = registry.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(
+            f"jobs registry {registry} cannot be read ({cause})",
+            "point submit.registry at the JSON-lines file 'mlpfctl submit' writes (or remove the setting)",
+        ) from None
     records: list[dict[str, Any]] = []
     finals: dict[str, dict[str, Any]] = {}
-    for line in registry.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -414,7 +422,7 @@ def wait(
 
 
 def check_job_id(job_id: str) -> str:
-    if not re.fullmatch(r"\d+(_\d+)?", job_id):
+    if not re.fullmatch(r"[0-9]+(_[0-9]+)?", job_id):  # ASCII only: \d also matches other scripts' digits
         raise UsageError(f"'{job_id}' is not a SLURM job id", "job ids are numbers: see `mlpfctl jobs`")
     return job_id
 

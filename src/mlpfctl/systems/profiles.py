@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlpfctl.compat import tomllib
 from mlpfctl.errors import ConfigError, UsageError
 from mlpfctl.resources import resource_dir
 from mlpfctl.systems.slurmtime import format_time, parse_time
@@ -212,13 +211,9 @@ def load_all(env: Mapping[str, str] | None = None) -> list[SystemProfile]:
 
 
 def read_profile(path: Path) -> SystemProfile:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"system profile '{path}' is not valid TOML: {exc}", "fix the syntax") from None
-    except OSError as exc:
-        raise ConfigError(f"system profile '{path}' cannot be read: {exc.strerror}", "check it") from None
+    from mlpfctl.config.loader import read_toml
+
+    data = read_toml(path, "system profile", "check the profile directories (mlpfctl systems)")
     return _Reader(path, data).profile()
 
 

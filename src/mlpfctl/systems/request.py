@@ -266,7 +266,14 @@ def _run_dir(out_dir: str, run_name: str | None, job_name: str, stamp: str) -> P
             )
         return parent / run_name
     # job names are free text for SLURM (quoted in the script); as a path they must stay one component
-    return parent / f"{path_safe(job_name)}-{stamp}"
+    base = f"{path_safe(job_name)}-{stamp}"
+    # scripts submit several jobs within one second (a parent and its --after dependant): a
+    # generated name must not land in a directory another job already owns
+    candidate, n = parent / base, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{base}-{n}"
+    return candidate
 
 
 def _array(settings: SubmitSection, kind: str) -> ArraySpec | None:

@@ -98,15 +98,16 @@ class Checkpointer:
         """Load the newest valid checkpoint of ``target``; return its step and data position."""
         ctx = self.ctx
         self.path, state = ckpt.load_latest(target)
-        ctx.module.load_state_dict(state["model"])
-        self.opt.load_state_dict(state, ctx.cfg.train)
-        self.validator.load_state_dict(state)
-        step = int(state["step"])
-        saved_world = int(state.get("world_size", ctx.world_size))
-        pos = Position(**state["position"]).rescaled(saved_world, ctx.world_size)
-        rngs = state["rng"]
-        set_rng_state(ctx, rngs[ctx.rank % len(rngs)])
-        threads = state.get("threads")
+        with ckpt.restoring(self.path):  # a state that does not fit this run is a user error
+            ctx.module.load_state_dict(state["model"])
+            self.opt.load_state_dict(state, ctx.cfg.train)
+            self.validator.load_state_dict(state)
+            step = int(state["step"])
+            saved_world = int(state.get("world_size", ctx.world_size))
+            pos = Position(**state["position"]).rescaled(saved_world, ctx.world_size)
+            rngs = state["rng"]
+            set_rng_state(ctx, rngs[ctx.rank % len(rngs)])
+            threads = state.get("threads")
         if threads and saved_world == ctx.world_size:
             self._restore_threads(int(threads[ctx.rank]))
         self.saved_at = step

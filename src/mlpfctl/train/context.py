@@ -97,7 +97,8 @@ def per_rank_batch(cfg: Config) -> int:
 def scaled_lr(cfg: Config, world_size: int) -> tuple[float, float]:
     unit = per_rank_batch(cfg)
     reference = cfg.train.reference_batch or unit
-    factor = lr_scale_factor(cfg.train.lr_scaling, world_size * unit, reference)
+    # The global batch: every rank's micro-batches of one step (train.grad_accum).
+    factor = lr_scale_factor(cfg.train.lr_scaling, world_size * unit * cfg.train.grad_accum, reference)
     return cfg.train.lr * factor, factor
 
 

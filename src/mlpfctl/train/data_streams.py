@@ -24,9 +24,9 @@ class Position:
     epoch: int = 0
     batch: int = 0
 
-    def advanced(self) -> Position:
-        """The position after the batch at this one has been trained on."""
-        return Position(self.epoch, self.batch + 1)
+    def advanced(self, batches: int = 1) -> Position:
+        """The position after ``batches`` batches from this one have been trained on."""
+        return Position(self.epoch, self.batch + batches)
 
     def rescaled(self, saved_world: int, world: int) -> Position:
         """Another rank count (RASDA, rescaled jobs): keep the number of global batches consumed."""
@@ -126,17 +126,25 @@ class DataStreams:
             )
         return batches[:count]
 
-    def training(self, start: Position) -> Iterator[tuple[Any, Position]]:
-        """Training batches from ``start`` on, epoch after epoch: ``(batch, its position)``."""
+    def training(self, start: Position) -> Iterator[tuple[list[Any], Position]]:
+        """The batches of each optimiser step from ``start`` on, epoch after epoch: ``(its
+        micro-batches, the position after it)``. A step takes ``train.grad_accum`` batches and never
+        spans two epochs (an epoch's last step may take fewer), so a checkpoint's position is always
+        a step boundary and a resumed run groups the batches as the uninterrupted one did."""
+        accum = self.cfg.train.grad_accum
         pos = start
         while True:
             batches = self.epoch_batches(pos.epoch)
             if pos.batch >= len(batches):
                 pos = Position(pos.epoch + 1, 0)
                 continue
+            group: list[Any] = []
             for batch in self.loader(self.train, batches[pos.batch :]):
-                yield batch, pos
-                pos = pos.advanced()
+                group.append(batch)
+                if len(group) == accum or pos.batch + len(group) == len(batches):
+                    pos = pos.advanced(len(group))
+                    yield group, pos
+                    group = []
             pos = Position(pos.epoch + 1, 0)
 
     def loader(self, dataset: Any, batches: list[list[int]]) -> Iterator[Any]:

@@ -101,13 +101,13 @@ class Trainer:
 
     def _loop(self) -> Outcome | None:
         steps = self.ctx.cfg.train.steps
-        for batch, at in self.ctx.data.training(self.pos):
+        for micro, after in self.ctx.data.training(self.pos):
             request = self.stopper.poll()  # sync (asynchronous): agreed one step later
             if request:
                 return self._stop_early(request)
-            out = train_step(self.ctx, self.opt, batch)
-            self.step, self.pos = self.step + 1, at.advanced()
-            self.metrics.record(self.step, batch, out)
+            out = train_step(self.ctx, self.opt, micro)
+            self.step, self.pos = self.step + 1, after
+            self.metrics.record(self.step, micro, out)
             if self.metrics.should_log(self.step):
                 self.metrics.log(self.step)
             if self.validator.should_validate(self.step):

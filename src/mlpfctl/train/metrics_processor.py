@@ -13,7 +13,7 @@ import contextlib
 import math
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -49,11 +49,12 @@ class MetricsProcessor:
         self._progress, self._task = _progress_bar(ctx, start_step)
 
     # -- per step --------------------------------------------------------------------------
-    def record(self, step: int, host_batch: Any, out: StepOutput) -> None:
-        """Keep this step's device values; count its FLOPs from the host copy of the mask."""
+    def record(self, step: int, micro: Sequence[Any], out: StepOutput) -> None:
+        """Keep this step's device values; count its FLOPs from the host copies of the masks."""
         self._pending.append((step, out))
-        lengths = host_batch.mask.sum(dim=1).tolist()
-        self._flops += train_flops(self.ctx.module, self.ctx.spec, lengths) * self.ctx.world_size
+        for batch in micro:
+            lengths = batch.mask.sum(dim=1).tolist()
+            self._flops += train_flops(self.ctx.module, self.ctx.spec, lengths) * self.ctx.world_size
         self._progress.update(self._task, completed=step)
 
     def should_log(self, step: int) -> bool:

@@ -14,23 +14,26 @@ TENSORBOARD_DIR = "tensorboard"
 class RunLogger:
     """Appends records to metrics.jsonl and mirrors numeric fields to TensorBoard.
 
-    A disabled logger (ranks other than 0) accepts every call and writes nothing.
+    A disabled logger (ranks other than 0) accepts every call and writes nothing. Files are created
+    at the first record, so a run that fails before it (a checkpoint that does not fit) leaves the
+    run directory as it was.
     """
 
     def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool = True) -> None:
         self.enabled = enabled
+        self.run_dir = run_dir
         self.path = run_dir / METRICS_FILE
+        self.tensorboard = tensorboard
         self._writer: Any = None
-        if enabled:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR))
 
     def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        if self.tensorboard and self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.run_dir / TENSORBOARD_DIR))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         record = {"kind": kind, "step": step, **values}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=_jsonable) + "\n")

@@ -13,9 +13,9 @@ from mlpfctl.config.schema import Config
 from mlpfctl.errors import UsageError
 from mlpfctl.models.registry import build_model
 from mlpfctl.models.spec import ModelSpec
+from mlpfctl.paths import check_input_dir
 from mlpfctl.train import checkpoint as ckpt
-
-RUN_CONFIG = "config.toml"
+from mlpfctl.train.rundir import CONFIG_FILE, absolute, locate_data
 
 
 @dataclass
@@ -30,18 +30,22 @@ class LoadedRun:
 
 def load_run(run_dir: Path, checkpoint: Path | None = None, overrides: Any = ()) -> LoadedRun:
     """The run's resolved config (plus ``overrides``) and the model from its newest valid checkpoint."""
-    if not run_dir.is_dir():
-        raise UsageError(
-            f"run directory {run_dir} does not exist", "pass a directory written by 'mlpfctl train'"
-        )
-    config_path = run_dir / RUN_CONFIG
+    check_input_dir(run_dir, "run directory", "pass a directory written by 'mlpfctl train'")
+    run_dir = Path(absolute(run_dir))
+    config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
-        raise UsageError(f"{run_dir} has no {RUN_CONFIG}", "pass a directory written by 'mlpfctl train'")
-    config = resolve(config_path, overrides, env={}).config
+        raise UsageError(f"{run_dir} has no {CONFIG_FILE}", "pass a directory written by 'mlpfctl train'")
+    resolved = resolve(config_path, overrides, env={})
+    config = resolved.config
+    if resolved.sources["data.path"].startswith("file "):  # not overridden: follow a moved run
+        config.data.path = locate_data(run_dir, config.data.path)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise UsageError(f"--checkpoint {checkpoint} is not a file", "pass a checkpoint file of this run")
     path, state = ckpt.load_latest(checkpoint or run_dir)
-    spec = ModelSpec(**state["spec"])
-    model = build_model(spec)
-    model.load_state_dict(state["model"])
+    with ckpt.restoring(path):
+        spec = ModelSpec(**state["spec"])
+        model = build_model(spec)
+        model.load_state_dict(state["model"])
     model.eval()
     return LoadedRun(run_dir, config, spec, model, path, int(state["step"]))
 

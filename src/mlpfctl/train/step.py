@@ -8,6 +8,8 @@ metrics processor reads a window of them (``mlpfctl.train.metrics_processor``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,20 +82,27 @@ def count_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "hpu" else torch.float64
 
 
-def global_counts(ctx: Context, batch: Any) -> torch.Tensor:
-    """[real elements, true particles, events] of ``batch`` (on the device) summed over ranks.
+def global_counts(ctx: Context, micro: Sequence[Any]) -> torch.Tensor:
+    """[real elements, true particles, events] of one step's micro-batches (on the device) summed
+    over micro-batches and ranks.
 
-    These are the loss denominators: each rank divides its sums by the global counts / world size,
-    so DDP's gradient average equals the gradient of the global batch.
+    These are the loss denominators: each rank divides each micro-batch's sums by the global counts
+    / world size, so DDP's gradient average of the accumulated gradients equals the gradient of the
+    global batch.
     """
     dtype = count_dtype(ctx.device)
     counts = torch.stack(
         [
-            batch.mask.sum().to(dtype),
-            (batch.target_cls != 0).sum().to(dtype),
-            torch.full((), batch.num_events, dtype=dtype, device=ctx.device),
+            torch.stack(
+                [
+                    batch.mask.sum().to(dtype),
+                    (batch.target_cls != 0).sum().to(dtype),
+                    torch.full((), batch.num_events, dtype=dtype, device=ctx.device),
+                ]
+            )
+            for batch in micro
         ]
-    )
+    ).sum(dim=0)
     return ctx.dist.all_reduce(counts)  # sync: a device collective, the host does not wait
 
 
@@ -105,21 +114,28 @@ class StepOutput:
     counts: torch.Tensor
 
 
-def train_step(ctx: Context, opt: Optimization, batch: Any) -> StepOutput:
-    """Forward, loss, backward (DDP's gradient all-reduce) and update on one (host) batch."""
-    batch = batch.to(ctx.device, non_blocking=True)
-    counts = global_counts(ctx, batch)
+def train_step(ctx: Context, opt: Optimization, micro: Sequence[Any]) -> StepOutput:
+    """Forward, loss, backward (DDP's gradient all-reduce) and update on one step's (host)
+    micro-batches (``train.grad_accum`` of them; usually one)."""
+    micro = [batch.to(ctx.device, non_blocking=True) for batch in micro]
+    counts = global_counts(ctx, micro)
     opt.optimizer.zero_grad(set_to_none=True)
-    with ctx.autocast():
-        outputs = ctx.model(batch.X, batch.mask)
-    sums = loss_sums(outputs, batch.X, batch.mask, batch.target_cls, batch.target_p4, ctx.weights)
-    losses = reduce_loss(sums, counts[0] / ctx.world_size, counts[1] / ctx.world_size)
-    total = losses["Total"]
-    if opt.scaler is not None:
-        opt.scaler.scale(total).backward()
-    else:
-        total.backward()  # type: ignore[no-untyped-call]
-    ctx.backend.step_boundary(ctx.device)
+    losses = torch.zeros(len(LOSS_NAMES), dtype=torch.float32, device=ctx.device)
+    for i, batch in enumerate(micro):
+        # DDP all-reduces the gradients once, in the last micro-batch's backward.
+        last = i == len(micro) - 1
+        ddp_sync: Any = contextlib.nullcontext() if last or ctx.model is ctx.module else ctx.model.no_sync()  # type: ignore[operator]
+        with ddp_sync:
+            with ctx.autocast():
+                outputs = ctx.model(batch.X, batch.mask)
+            sums = loss_sums(outputs, batch.X, batch.mask, batch.target_cls, batch.target_p4, ctx.weights)
+            terms = reduce_loss(sums, counts[0] / ctx.world_size, counts[1] / ctx.world_size)
+            if opt.scaler is not None:
+                opt.scaler.scale(terms["Total"]).backward()
+            else:
+                terms["Total"].backward()  # type: ignore[no-untyped-call]
+        losses += torch.stack([terms[n].detach().float() for n in LOSS_NAMES])
+        ctx.backend.step_boundary(ctx.device)
     if opt.scaler is not None:
         opt.scaler.unscale_(opt.optimizer)
     if ctx.cfg.train.grad_clip > 0:
@@ -131,4 +147,4 @@ def train_step(ctx: Context, opt: Optimization, batch: Any) -> StepOutput:
         opt.optimizer.step()
     ctx.backend.step_boundary(ctx.device)
     opt.scheduler.step()
-    return StepOutput(torch.stack([losses[n].detach().float() for n in LOSS_NAMES]), counts)
+    return StepOutput(losses, counts)

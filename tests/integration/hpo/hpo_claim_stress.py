@@ -7,6 +7,7 @@ import sys
 
 import optuna
 
+from mlpfctl.hpo import optuna_api as api
 from mlpfctl.hpo.storage import open_storage, parse_url
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -19,9 +20,9 @@ while True:
         break
     for trial in waiting[:3]:
         try:
-            if study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.RUNNING):
-                won.append(trial._trial_id)
+            if api.claim(study, api.trial_id(trial)):
+                won.append(api.trial_id(trial))
                 break
-        except (optuna.exceptions.UpdateFinishedTrialError, optuna.exceptions.StorageInternalError):
+        except optuna.exceptions.StorageInternalError:
             continue
 print(json.dumps(won))

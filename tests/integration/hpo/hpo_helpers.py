@@ -62,7 +62,8 @@ def run_inprocess(config: Any, worker_index: int = 0) -> Any:
     return run_worker(WorkerRequest(parse_url(config.hpo.storage), config.hpo.study, worker_index))
 
 
-def load_trials(config: Any) -> list[Any]:
+def load_trials(config: Any, study: str | None = None) -> list[Any]:
+    """The trials of the config's study (or of ``study`` in the same storage)."""
     import optuna
 
     from mlpfctl.hpo.storage import open_storage, parse_url
@@ -70,4 +71,4 @@ def load_trials(config: Any) -> list[Any]:
     storage = open_storage(
         parse_url(config.hpo.storage), heartbeat_interval=60, grace_period=120, max_retry=0
     )
-    return optuna.load_study(study_name=config.hpo.study, storage=storage).get_trials()
+    return optuna.load_study(study_name=study or config.hpo.study, storage=storage).get_trials()

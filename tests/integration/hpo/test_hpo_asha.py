@@ -7,7 +7,16 @@ from pathlib import Path
 
 import optuna
 
-from mlpfctl.hpo.asha import ATTR_CONFIG, ATTR_OUTCOME, ATTR_PARENT, ATTR_RANKS, ATTR_RUNG, rung_value
+from mlpfctl.hpo.asha import (
+    ATTR_CONFIG,
+    ATTR_JOB,
+    ATTR_OUTCOME,
+    ATTR_PARENT,
+    ATTR_RANKS,
+    ATTR_RUNG,
+    queue_name,
+    rung_value,
+)
 
 from .hpo_helpers import create_study, load_trials, make_config, run_inprocess
 
@@ -61,9 +70,18 @@ def test_asha_promotes_the_top_third_and_resumes_from_the_parent_checkpoint(
     # Promotion respects the ranking: the best bottom-rung configuration reached the top.
     best0 = min(by_rung[0], key=lambda t: rung_value(t) or 1e9)
     assert best0.user_attrs[ATTR_CONFIG] in {t.user_attrs[ATTR_CONFIG] for t in by_rung[2]}
-    # Nothing is left running or claimable: unpromoted candidates stay WAITING for a later --resume.
-    assert not [t for t in trials if t.state == S.RUNNING]
-    assert all(t.user_attrs.get("mlpfctl.kind") == "promotion" for t in trials if t.state == S.WAITING)
+    # Nothing is left running or WAITING in the study (study.ask() would pop it). Each paused
+    # configuration that was not promoted keeps a WAITING ticket in the companion study, for a
+    # later --resume; each promotion used exactly one ticket.
+    assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)]
+    tickets = load_trials(config, queue_name(config.hpo.study))
+    promoted = {t.user_attrs[ATTR_PARENT] for t in by_rung[1] + by_rung[2]}
+    paused = {t.number for t in by_rung[0] + by_rung[1]}
+    waiting = sorted(t.user_attrs[ATTR_PARENT] for t in tickets if t.state == S.WAITING)
+    used = [t for t in tickets if t.state == S.COMPLETE]
+    assert waiting == sorted(paused - promoted)
+    assert sorted(t.user_attrs[ATTR_PARENT] for t in used) == sorted(promoted)
+    assert {t.user_attrs[ATTR_JOB] for t in used} == {t.number for t in by_rung[1] + by_rung[2]}
 
 
 def test_rasda_gives_promoted_jobs_eta_times_more_ranks(tmp_path: Path, sqlite_url: str) -> None:
@@ -128,3 +146,45 @@ def test_multi_objective_nsga2(tmp_path: Path, sqlite_url: str) -> None:
     run_inprocess(config)
     complete = [t for t in load_trials(config) if t.state == S.COMPLETE]
     assert len(complete) == 10 and all(len(t.values) == 2 for t in complete)
+
+
+def test_resume_with_more_trials_promotes_configurations_paused_before(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = make_config(tmp_path, sqlite_url, trials=6, sampler="random", scheduler="asha")
+    create_study(config)
+    run_inprocess(config)
+    before = load_trials(config)
+    paused = {t.number for t in before if t.user_attrs.get(ATTR_OUTCOME) == "paused"}
+    continued = {t.user_attrs.get(ATTR_PARENT) for t in before}
+    still_paused = paused - continued
+    assert still_paused  # 6 configurations: most stay paused below the top
+    bigger = make_config(tmp_path, sqlite_url, trials=15, sampler="random", scheduler="asha")
+    create_study(bigger, resume=True)
+    run_inprocess(bigger)
+    after = load_trials(bigger)
+    # The rungs grew with the new configurations, so some configurations paused in the first
+    # campaign were promoted in the second one (from their tickets, resuming their checkpoints).
+    promoted_now = {t.user_attrs.get(ATTR_PARENT) for t in after if t.number >= len(before)}
+    assert still_paused & promoted_now
+    assert sorted(t.user_attrs["mlpfctl.slot"] for t in after if t.user_attrs.get(ATTR_RUNG) == 0) == list(
+        range(15)
+    )
+    assert not [t for t in after if t.state in (S.RUNNING, S.WAITING)]
+
+
+def test_status_counts_configurations_and_jobs_separately(tmp_path: Path, sqlite_url: str) -> None:
+    from mlpfctl.hpo import report
+
+    config = make_config(tmp_path, sqlite_url, trials=9, sampler="random", scheduler="asha")
+    create_study(config)
+    run_inprocess(config)
+    study, settings = report.load(sqlite_url, config.hpo.study)
+    info = report.summary(study, settings)
+    configs = info["configurations"]
+    jobs = _jobs(load_trials(config))
+    assert sum(configs.values()) == 9  # every configuration once, whatever its number of jobs
+    assert configs["finished"] == len([t for t in jobs if t.user_attrs[ATTR_RUNG] == 2])
+    paused = sum(v for k, v in configs.items() if k.startswith("paused@"))
+    assert paused == info["promotion_tickets"] == 9 - configs["finished"]
+    assert sum(info["states"].values()) == len(jobs) > 9

@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 import pytest
 
+from mlpfctl.hpo import optuna_api as api
 from mlpfctl.hpo.asha import ATTR_SLOT
 from mlpfctl.hpo.space import config_key
 from mlpfctl.hpo.storage import ATTR_RETRY_OF, open_storage, parse_url
@@ -222,4 +223,4 @@ def test_concurrent_claims_are_exclusive(any_url: str, tmp_path: Path) -> None:
         for _ in range(6)
     ]
     won = [trial_id for proc in procs for trial_id in json.loads(proc.communicate(timeout=300)[0])]
-    assert sorted(won) == sorted({t._trial_id for t in study.get_trials()})
+    assert sorted(won) == sorted({api.trial_id(t) for t in study.get_trials()})

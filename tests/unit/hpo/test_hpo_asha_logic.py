@@ -1,4 +1,4 @@
-"""ASHA promotion decisions on hand-built rung tables (no storage, no workers)."""
+"""ASHA promotion decisions on hand-built rung tables and tickets (no storage, no workers)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from mlpfctl.hpo.asha import (
     job_ranks,
     promotion_candidates,
     rung_table,
+    void_tickets,
 )
 from mlpfctl.hpo.schedulers import Rungs
 from mlpfctl.hpo.storage import ATTR_RETRY_OF
@@ -28,10 +29,11 @@ DIST = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
 
 class Book:
-    """Builds a study's trial list: paused jobs with values, WAITING candidates and slots."""
+    """Builds a study's trial list (paused jobs with values, slots) and its WAITING tickets."""
 
     def __init__(self) -> None:
         self.trials: list[optuna.trial.FrozenTrial] = []
+        self.tickets: list[optuna.trial.FrozenTrial] = []
 
     def _add(
         self,
@@ -64,19 +66,25 @@ class Book:
             ATTR_OUTCOME: "paused",
         }
         self._add(S.PRUNED, attrs, inter={BUDGETS[rung]: value})
-        self._add(
-            S.WAITING,
-            {
+        ticket = optuna.trial.create_trial(
+            state=S.WAITING,
+            user_attrs={
                 ATTR_KIND: "promotion",
                 ATTR_PARENT: number,
                 ATTR_RUNG: rung + 1,
                 ATTR_CONFIG: attrs[ATTR_CONFIG],
             },
         )
+        ticket.number = len(self.tickets)
+        ticket._trial_id = 5000 + ticket.number
+        self.tickets.append(ticket)
         return number
 
     def candidate_of(self, parent: int) -> int:
-        return next(t._trial_id for t in self.trials if t.user_attrs.get(ATTR_PARENT) == parent)
+        return next(t._trial_id for t in self.tickets if t.user_attrs.get(ATTR_PARENT) == parent)
+
+    def candidates(self, maximize: bool = False) -> list[int]:
+        return promotion_candidates(self.trials, self.tickets, eta=3, top_rung=2, maximize=maximize)
 
     def slot(self, index: int, retry_of: int | None = None) -> int:
         attrs: dict[str, Any] = {ATTR_KIND: "new", ATTR_SLOT: index}
@@ -89,21 +97,21 @@ def test_nothing_is_promoted_until_a_rung_has_eta_entries() -> None:
     book = Book()
     book.paused(None, 0, 1.0)
     book.paused(None, 0, 0.5)
-    assert promotion_candidates(book.trials, eta=3, top_rung=2) == []
+    assert book.candidates() == []
     best = book.paused(None, 0, 0.1)
-    assert promotion_candidates(book.trials, eta=3, top_rung=2) == [book.candidate_of(best)]
+    assert book.candidates() == [book.candidate_of(best)]
 
 
 def test_top_floor_n_over_eta_and_best_first() -> None:
     book = Book()
     numbers = [book.paused(None, 0, v) for v in (0.9, 0.2, 0.7, 0.1, 0.5, 0.3)]
     # 6 entries, eta 3: the top 2 (values 0.1 and 0.2) are promotable, best first.
-    assert promotion_candidates(book.trials, eta=3, top_rung=2) == [
+    assert book.candidates() == [
         book.candidate_of(numbers[3]),
         book.candidate_of(numbers[1]),
     ]
     # Maximising flips the ranking.
-    assert promotion_candidates(book.trials, eta=3, top_rung=2, maximize=True) == [
+    assert book.candidates(maximize=True) == [
         book.candidate_of(numbers[0]),
         book.candidate_of(numbers[2]),
     ]
@@ -112,14 +120,14 @@ def test_top_floor_n_over_eta_and_best_first() -> None:
 def test_promoted_configs_are_not_promoted_twice_and_higher_rungs_come_first() -> None:
     book = Book()
     low = [book.paused(None, 0, v) for v in (0.4, 0.3, 0.2)]
-    # The best bottom-rung config was promoted: its candidate is no longer WAITING.
+    # The best bottom-rung config was promoted: its ticket is no longer WAITING.
     promoted = book.candidate_of(low[2])
-    next(t for t in book.trials if t._trial_id == promoted).state = S.RUNNING
-    assert promotion_candidates(book.trials, eta=3, top_rung=2) == []
+    next(t for t in book.tickets if t._trial_id == promoted).state = S.COMPLETE
+    assert book.candidates() == []
     # Three rung-1 results: the best one is promotable to rung 2, before anything at rung 0.
     mids = [book.paused(low[2], 1, v) for v in (0.05, 0.15, 0.25)]
     more = [book.paused(None, 0, v) for v in (0.01, 0.02, 0.03)]
-    order = promotion_candidates(book.trials, eta=3, top_rung=2)
+    order = book.candidates()
     assert order[0] == book.candidate_of(mids[0])
     assert order[1:] == [book.candidate_of(more[0]), book.candidate_of(more[1])]
 
@@ -138,13 +146,22 @@ def test_claim_order_retries_then_promotions_then_slots_by_index() -> None:
     slot0 = book.slot(0)
     best = [book.paused(None, 0, v) for v in (0.3, 0.2, 0.1)][2]
     retry = book.slot(1, retry_of=0)
-    order = claim_order(book.trials, promotion=True, eta=3, top_rung=2, maximize=False)
-    assert order == [retry, book.candidate_of(best), slot0, slot2]
+    order = claim_order(book.trials, book.tickets, promotion=True, eta=3, top_rung=2, maximize=False)
+    assert order == [("job", retry), ("ticket", book.candidate_of(best)), ("job", slot0), ("job", slot2)]
     assert claim_order(book.trials, promotion=False, eta=3, top_rung=2, maximize=False) == [
-        retry,
-        slot0,
-        slot2,
+        ("job", retry),
+        ("job", slot0),
+        ("job", slot2),
     ]
+
+
+def test_tickets_of_failed_jobs_are_void() -> None:
+    book = Book()
+    kept, killed = book.paused(None, 0, 0.3), book.paused(None, 0, 0.2)
+    # The worker of 'killed' died after queueing the ticket, before telling: reaped as FAIL.
+    book.trials[killed].state = S.FAIL
+    assert void_tickets(book.trials, book.tickets) == [book.candidate_of(killed)]
+    assert book.candidate_of(kept) not in void_tickets(book.trials, book.tickets)
 
 
 def test_rasda_rank_growth() -> None:

@@ -8,6 +8,7 @@ import pytest
 from mlpfctl.errors import ConfigError
 from mlpfctl.hpo import samplers, schedulers
 from mlpfctl.hpo.schedulers import Rungs
+from mlpfctl.hpo.settings import StudySettings
 from mlpfctl.hpo.space import config_key, load_space
 
 
@@ -18,6 +19,41 @@ def test_rung_budgets_use_exact_integer_arithmetic() -> None:
     assert Rungs(100, 1000, 3).budgets == [100, 300, 900, 1000]  # R is always the top rung
     assert Rungs(100, 900, 3, min_early_stopping_rate=1).budgets == [300, 900]
     assert Rungs(100, 900, 3).top == 2
+
+
+@pytest.mark.parametrize(
+    ("steps", "val_every", "eta", "rungs"),
+    [
+        (1000, 100, 3, [100, 300, 900, 1000]),
+        (1000, 10, 3, [10, 30, 90, 270, 810, 1000]),
+        (180, 20, 3, [20, 60, 180]),
+        (90, 1, 3, [1, 3, 9, 27, 81, 90]),
+        (2000, 100, 3, [200, 600, 1800, 2000]),  # two intervals: still the most rungs, closer to R
+        (100, 100, 3, [100]),  # one interval: nothing to halve
+        (400, 50, 2, [50, 100, 200, 400]),
+    ],
+)
+def test_default_rungs_are_derived_from_the_budget_and_the_validation_interval(
+    steps: int, val_every: int, eta: int, rungs: list[int]
+) -> None:
+    from mlpfctl.config import Override, resolve
+
+    overrides = [
+        Override("train.steps", steps, "test"),
+        Override("train.val_every", val_every, "test"),
+        Override("hpo.reduction_factor", eta, "test"),
+        Override("hpo.space", "mlpf-small", "test"),
+    ]
+    settings = StudySettings.from_config(resolve(None, overrides, env={}).config, "s")
+    assert settings.rungs.budgets == rungs
+    assert all(b % val_every == 0 for b in settings.rungs.budgets[:-1])
+    # --min-resource and --max-resource still override the rule.
+    overrides += [
+        Override("hpo.min_resource", val_every, "test"),
+        Override("hpo.max_resource", 3 * steps, "test"),
+    ]
+    given = StudySettings.from_config(resolve(None, overrides, env={}).config, "s").rungs.budgets
+    assert given[0] == val_every and given[-1] == 3 * steps
 
 
 def test_bad_rungs_are_config_errors() -> None:

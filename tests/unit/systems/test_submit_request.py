@@ -163,3 +163,22 @@ def test_scale_points_default_to_powers_of_two() -> None:
     assert build(replace(OK, nodes=3), kind="scale-bench").scale_points == (1, 2, 4, 8, 16, 24)
     with pytest.raises(UsageError, match="exceed"):
         build(replace(OK, scale_points=[32]), kind="scale-bench")
+
+
+def test_generated_run_names_within_one_second_get_distinct_directories(tmp_path: Path) -> None:
+    """A parent and its --after dependant are submitted in the same second: the second job must
+    not be refused because the first one owns ``<job>-<stamp>``."""
+    from datetime import datetime
+
+    now = datetime(2026, 12, 1, 9, 0, 48)
+
+    def request():  # type: ignore[no-untyped-def]
+        return build_request(LUMI, OK, "train", [], out_dir=str(tmp_path), now=now, python="/v/bin/python")
+
+    first = request()
+    assert first.run_dir == tmp_path / "mlpf-train-20261201-090048"
+    first.run_dir.mkdir()
+    second = request()
+    assert second.run_dir == tmp_path / "mlpf-train-20261201-090048-2"
+    second.run_dir.mkdir()
+    assert request().run_dir.name.endswith("-3")

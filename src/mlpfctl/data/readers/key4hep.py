@@ -160,7 +160,7 @@ def read_key4hep(path: Path) -> EventBlock:
         raise DataError(
             f"{path}: not a Key4hep MLPF file (columns {sorted(cols)[:8]}; "
             f"need X_track, X_cluster and ytarget_* or ygen_*)",
-            hint="use --format delphes for .pkl.bz2 files",
+            hint="only Key4hep MLPF Parquet (CLIC/CLD) is read here; other Parquet layouts (CMS) are not",
         )
     n_track, tracks = _matrices(table, "X_track", path)
     n_cluster, clusters = _matrices(table, "X_cluster", path)
