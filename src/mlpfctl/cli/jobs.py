@@ -58,10 +58,13 @@ def cancel(
     from mlpfctl.systems.submit import registry_path
 
     registry = registry_path(load_config(config, sets).config)
-    if service.find_record(registry, job_id) is None:
-        log(f"note: job {job_id} was not submitted by mlpfctl (not in {registry})")
-    service.cancel(job_id, default_runner())
-    log(f"cancelled {job_id}")
+    outcome = service.cancel(job_id, default_runner(), registry)
+    if outcome == "cancelled":
+        if service.find_record(registry, job_id) is None:
+            log(f"note: job {job_id} was not submitted by mlpfctl (not in {registry})")
+        log(f"cancelled {job_id}")
+    else:
+        log(f"job {job_id} already ended ({outcome}): nothing to cancel")
 
 
 def logs(

@@ -97,7 +97,11 @@ class SubmitSection:
     partition: str | None = setting(None, "Partition (or QOS pool) of the profile; default: the profile's.")
     qos: str | None = setting(None, "SLURM QOS (--qos); default: the partition's QOS, if any.")
     nodes: int = setting(1, "Number of nodes.", ge=1)
-    time: str = setting("01:00:00", "Wall time (SLURM format: MM, HH:MM:SS, D-HH:MM:SS).")
+    time: str | None = setting(
+        None,
+        "Wall time (SLURM format: MM, HH:MM:SS, D-HH:MM:SS); default: 1 hour, or the partition's "
+        "limit when that is shorter.",
+    )
     gpus_per_node: int | None = setting(
         None, "GPUs per node (default: all GPUs of a partition node; 0 for a CPU job).", ge=0
     )

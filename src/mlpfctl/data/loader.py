@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mlpfctl.data.batch import Batch
 from mlpfctl.data.block import BATCH_TARGET_COLUMNS, EventBlock
+from mlpfctl.data.collate import bucket_width
 from mlpfctl.data.dataset import EventDataset
 from mlpfctl.data.plan import BatchPlan
 from mlpfctl.errors import DataError, MlpfctlError, RuntimeFailure, UsageError
@@ -156,10 +157,12 @@ class _Reader:
         self.cache.put(self.key[shard], block, evict_lru=False)
         return block
 
-    def batch(self, position: int, index: np.ndarray, pad_to: int | None) -> Batch:
+    def batch(
+        self, position: int, index: np.ndarray, pad_to: int | None, pad_buckets: Sequence[int]
+    ) -> Batch:
         """Batch ``position``, filled shard by shard: only the shard being copied must stay."""
         lengths = self.ds.lengths[index]
-        width = max(int(lengths.max(initial=0)), pad_to or 0)
+        width = bucket_width(max(int(lengths.max(initial=0)), pad_to or 0), pad_buckets)
         n_ev = len(index)
         X = np.zeros((n_ev, width, self.ds.schema.num_features), np.float32)
         yt = np.zeros((n_ev, width, BATCH_TARGET_COLUMNS), np.float32)
@@ -199,6 +202,7 @@ def stream_batches(
     *,
     budget: int,
     pad_to: int | None = None,
+    pad_buckets: Sequence[int] = (),
     read_ahead: bool = True,
 ) -> Iterator[Batch]:
     """Padded batches of ``dataset`` for view indices ``batches``, in order."""
@@ -206,7 +210,7 @@ def stream_batches(
     reader = _Reader(dataset, arrays, budget, read_ahead)
     try:
         for position, index in enumerate(arrays):
-            batch = reader.batch(position, index, pad_to)
+            batch = reader.batch(position, index, pad_to, pad_buckets)
             reader.read_ahead(position)  # decodes while the caller works on this batch
             yield batch
     finally:
@@ -229,11 +233,19 @@ class _Failure:
 class _Lanes(IterableDataset[Any]):
     """What each DataLoader worker runs: its share (every ``workers``-th batch) of the plan."""
 
-    def __init__(self, dataset: EventDataset, plan: BatchPlan, budget: int, pad_to: int | None) -> None:
+    def __init__(
+        self,
+        dataset: EventDataset,
+        plan: BatchPlan,
+        budget: int,
+        pad_to: int | None,
+        pad_buckets: tuple[int, ...],
+    ) -> None:
         self.dataset = dataset
         self.plan = plan
         self.budget = budget
         self.pad_to = pad_to
+        self.pad_buckets = pad_buckets
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
@@ -241,7 +253,13 @@ class _Lanes(IterableDataset[Any]):
         self.dataset.cache.budget = self.budget // workers
         mine = list(self.plan[worker::workers].arrays())
         try:
-            yield from stream_batches(self.dataset, mine, budget=self.budget // workers, pad_to=self.pad_to)
+            yield from stream_batches(
+                self.dataset,
+                mine,
+                budget=self.budget // workers,
+                pad_to=self.pad_to,
+                pad_buckets=self.pad_buckets,
+            )
         except MlpfctlError as exc:
             yield _Failure(type(exc).__name__, exc.message, exc.hint)
 
@@ -260,12 +278,14 @@ class EventLoader:
         num_workers: int = 0,
         pin_memory: bool = False,
         pad_to: int | None = None,
+        pad_buckets: tuple[int, ...] = (),
     ) -> None:
         self.dataset = dataset
         self.batches = batches
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.pad_to = pad_to
+        self.pad_buckets = pad_buckets
         if hasattr(batches, "_tracked"):
             batches._tracked = True
 
@@ -283,9 +303,15 @@ class EventLoader:
     def _produce(self, plan: BatchPlan) -> Iterator[Any]:
         budget = self.dataset.cache.budget
         if self.num_workers == 0 or len(plan) == 0:
-            return stream_batches(self.dataset, list(plan.arrays()), budget=budget, pad_to=self.pad_to)
+            return stream_batches(
+                self.dataset,
+                list(plan.arrays()),
+                budget=budget,
+                pad_to=self.pad_to,
+                pad_buckets=self.pad_buckets,
+            )
         loader = DataLoader(
-            _Lanes(self.dataset, plan, budget, self.pad_to),
+            _Lanes(self.dataset, plan, budget, self.pad_to, self.pad_buckets),
             batch_size=None,
             num_workers=min(self.num_workers, len(plan)),
             pin_memory=self.pin_memory,

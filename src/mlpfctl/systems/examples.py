@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 from mlpfctl.config.schema import SubmitSection
 from mlpfctl.systems.profiles import SystemProfile
@@ -46,4 +47,5 @@ def example_request(
         run_name=f"{profile.name}-{kind}",
         now=datetime(2026, 1, 1),
         python=python,
+        workdir=Path(out_dir).parent,
     )

@@ -77,10 +77,26 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
-def cancel(job_id: str, runner: Runner) -> None:
-    result = runner(["scancel", check_job_id(job_id)])
+def cancel(job_id: str, runner: Runner, registry: Path) -> str:
+    """Cancel a pending or running job; return what happened ("cancelled", or the state it
+    already ended in). A job id that neither SLURM nor the registry knows is a usage error:
+    ``scancel`` itself says nothing for many of them."""
+    check_job_id(job_id)
+    info = job_info(job_id, runner)
+    if not info:
+        if find_record(registry, job_id) is None:
+            raise UsageError(
+                f"no job {job_id}: SLURM does not know it and mlpfctl did not submit it",
+                "see `mlpfctl jobs` (or squeue) for the job ids",
+            )
+        return "ENDED"  # ours, finished long enough ago that SLURM forgot it (MinJobAge)
+    state = info.get("JobState", "UNKNOWN")
+    if state in TERMINAL:
+        return state
+    result = runner(["scancel", job_id])
     if result.returncode != 0:
         raise RuntimeFailure(f"scancel {job_id} failed: {result.stderr.strip()}", "see `mlpfctl jobs`")
+    return "cancelled"
 
 
 def log_path(job_id: str, registry: Path, runner: Runner) -> Path:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from mlpfctl.errors import EXIT_CHECKPOINTED
+from mlpfctl.errors import EXIT_CHECKPOINTED, ConfigError
 from mlpfctl.resources import resource_dir
 from mlpfctl.systems.profiles import SystemProfile
 from mlpfctl.systems.request import JobRequest
@@ -41,11 +42,13 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
     runner: list[str] = []
     if request.container:
         runner = [*shlex.split(profile.software.container_exec), request.container]
-    threads_per_proc = request.cpus_per_task
+    cpus_per_proc = request.cpus_per_task
     if request.hpo is not None:  # one task runs the driver's local workers
-        threads_per_proc = max(1, request.cpus_per_task // request.hpo.workers_per_node)
+        cpus_per_proc = max(1, request.cpus_per_task // request.hpo.workers_per_node)
     elif request.tasks_per_node < request.procs_per_node:  # torchrun: several processes per task
-        threads_per_proc = max(1, request.cpus_per_task // request.procs_per_node)
+        cpus_per_proc = max(1, request.cpus_per_task // request.procs_per_node)
+    # OpenMP threads on cores, not on hyperthreads where SLURM counts threads as CPUs (VEGA)
+    threads_per_proc = max(1, cpus_per_proc // profile.threads_per_core)
     return {
         "kind": request.kind,
         "kind_template": TEMPLATES[request.kind],
@@ -63,6 +66,7 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
         "gpus_per_node": request.gpus_per_node,
         "gpu_request": profile.gpu_request,
         "mem": part.mem if whole_node else "",
+        "mem_per_gpu": request.mem_per_gpu or "",
         "exclusive": part.exclusive,
         "time": request.time,
         "output": _slurm_filename(str(request.run_dir)) + "/slurm-%j.out",
@@ -78,14 +82,14 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
         "python": request.python,
         "runner": runner,
         "run_dir": str(request.run_dir),
+        "workdir": str(request.workdir),
         "omp_threads": threads_per_proc,
         "env": sorted(profile.env.items()),
         "miopen": profile.miopen_cache,
         "node_local": profile.node_local_cache or "/tmp",
         "master_addr_suffix": profile.master_addr_suffix,
         "launcher": request.launcher,
-        # mlpfctl train checkpoints on SIGUSR1; torchrun and the HPO workers act on SIGTERM
-        "stop_signal": "USR1" if request.launcher == "srun" and request.kind != "hpo" else "TERM",
+        "rdzv_local_addr": profile.rdzv_local_addr,
         "cpu_bind": request.cpu_bind,
         "srun_extra": list(profile.srun),
         "entry_module": request.entry_module,
@@ -96,11 +100,62 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
 
 
 def render(profile: SystemProfile, request: JobRequest) -> str:
-    """The job script text for ``request`` on ``profile``."""
+    """The job script text for ``request`` on ``profile``; template faults are ``ConfigError``."""
     import jinja2
 
+    try:
+        text: str = (
+            _environment(jinja2).get_template(TEMPLATES[request.kind]).render(context(profile, request))
+        )
+        return text
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(
+            f"job template '{exc.name}' is missing from {template_dir()}",
+            "reinstall mlpfctl (pip install --force-reinstall mlpfctl) or restore the file",
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(
+            f"job template {_where(exc.name or exc.filename, exc.lineno)} has a syntax error: {exc.message}",
+            "fix the template (templates/slurm/*.sh.j2)",
+        ) from None
+    except Exception as exc:  # UndefinedError, or a Python error in a template expression
+        name, line = _template_frame(exc)
+        if name is None and not isinstance(exc, jinja2.TemplateError):
+            raise  # not the template's fault
+        detail = (
+            exc.message if isinstance(exc, jinja2.TemplateError) else None
+        ) or f"{type(exc).__name__}: {exc}"
+        raise ConfigError(
+            f"job template {_where(name, line)} failed: {detail}",
+            "fix the template (templates/slurm/*.sh.j2), or report it if you did not change it",
+        ) from None
+
+
+def template_dir() -> Path:
+    return resource_dir("templates") / "slurm"
+
+
+def _where(name: str | None, line: int | None) -> str:
+    where = f"'{Path(name).name}'" if name else "(unnamed)"
+    return f"{where} line {line}" if line else where
+
+
+def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:
+    """The innermost template file and line of a rendering error (jinja2 rewrites the traceback
+    so that template frames carry the template's file name and line)."""
+    found: tuple[str | None, int | None] = (None, None)
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _environment(jinja2: Any) -> Any:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(resource_dir("templates") / "slurm"),
+        loader=jinja2.FileSystemLoader(template_dir()),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -109,5 +164,4 @@ def render(profile: SystemProfile, request: JobRequest) -> str:
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
     env.filters["shjoin"] = _shjoin
-    template = env.get_template(TEMPLATES[request.kind])
-    return template.render(context(profile, request))
+    return env

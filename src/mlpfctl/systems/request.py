@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlpfctl.config.schema import SubmitSection
 from mlpfctl.errors import UsageError
-from mlpfctl.systems.profiles import Partition, SystemProfile
+from mlpfctl.systems.profiles import Partition, SystemProfile, did_you_mean
 from mlpfctl.systems.slurmtime import format_time, parse_time
 
 KINDS = ("train", "hpo", "scale-bench", "check")
@@ -31,7 +31,9 @@ ENTRY = {
 }
 JOURNAL_FILE = "optuna-journal.log"
 PGPASS_FILE = ".pgpass"
+DEFAULT_TIME_S = 3600  # without --time: one hour, or the partition's limit if that is shorter
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class JobRequest:
     warning_s: int
     max_requeues: int
     cpu_bind: str
+    # the directory the job runs in: where `mlpfctl submit` ran, so that relative paths in the
+    # job's arguments mean on the node what they meant when the job was checked
+    workdir: Path = field(default_factory=Path.cwd)
+    mem_per_gpu: str | None = None  # --mem-per-gpu for sub-node jobs on shared GPU partitions
     hpo: HpoPlan | None = None
     scale_points: tuple[int, ...] = ()
     # written next to the script with mode 0600, never rendered or printed
@@ -147,13 +153,15 @@ def strip_password(url: str, pgpass: Path) -> tuple[str, dict[Path, str]]:
             "drop it from the URL and give it to the database client through its environment",
         )
     host = parts.hostname or "localhost"
-    netloc = f"{parts.username}@{host}" + (f":{parts.port}" if parts.port else "")
+    # the URL keeps its user name as written (percent-encoded); the netloc needs IPv6 brackets back
+    shown_host = f"[{host}]" if ":" in host else host
+    netloc = f"{parts.username}@{shown_host}" + (f":{parts.port}" if parts.port else "")
     clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    database = parts.path.lstrip("/") or "*"
-    line = ":".join(
-        _pgpass_escape(x)
-        for x in (host, str(parts.port or 5432), database, parts.username or "", parts.password)
-    )
+    # libpq compares the pgpass fields with the decoded values: p%40ss in a URL is the password p@ss
+    # (https://www.postgresql.org/docs/current/libpq-pgpass.html: "\:" and "\\" escape : and \)
+    database = unquote(parts.path.lstrip("/")) or "*"
+    fields = (host, str(parts.port or 5432), database, unquote(parts.username or ""), unquote(parts.password))
+    line = ":".join(_pgpass_escape(x) for x in fields)
     return clean, {pgpass: line + "\n"}
 
 
@@ -204,6 +212,67 @@ def _hpo_plan(
     return plan, secrets, rest
 
 
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise UsageError(
+            f"unknown job kind '{kind}'",
+            f"{did_you_mean(kind, KINDS)}write: mlpfctl submit [OPTIONS] -- {{{'|'.join(KINDS)}}} [ARGS...]",
+        )
+    return kind
+
+
+def path_safe(name: str) -> str:
+    """``name`` as one directory name: anything but letters, digits and ``._+-`` becomes ``_``."""
+    safe = _UNSAFE_IN_NAME.sub("_", name).lstrip(".")
+    return safe or "job"
+
+
+def _run_dir(out_dir: str, run_name: str | None, job_name: str, stamp: str) -> Path:
+    parent = Path(out_dir).expanduser().absolute()
+    if run_name is not None:
+        # an explicit run name is the directory itself: refuse what would leave out_dir
+        if run_name in ("", ".", "..") or "/" in run_name or "\\" in run_name or _CONTROL.search(run_name):
+            raise UsageError(
+                f"run name {run_name!r} is not a plain directory name",
+                "use letters, digits, '.', '_' and '-' (--set run.name=NAME; it becomes a directory "
+                f"under {parent})",
+            )
+        return parent / run_name
+    # job names are free text for SLURM (quoted in the script); as a path they must stay one component
+    return parent / f"{path_safe(job_name)}-{stamp}"
+
+
+def _time_s(settings: SubmitSection, part: Partition) -> int:
+    if settings.time is None:
+        # without --time the partition's limit caps the default (Perlmutter's debug QOS: 30 min)
+        limit = part.max_time_s
+        return DEFAULT_TIME_S if limit is None else min(DEFAULT_TIME_S, limit)
+    time_s = parse_time(settings.time)
+    assert time_s is not None  # parse_time raises for UNLIMITED without allow_unlimited
+    return time_s
+
+
+def _python(
+    profile: SystemProfile, settings: SubmitSection, container: str | None, python: str | None
+) -> str:
+    if python:
+        return python
+    if settings.venv:
+        return f"{settings.venv}/bin/python"
+    if container is None:
+        return current_python()
+    if settings.container is None:
+        # The login node's venv does not exist inside the profile's container (a different OS and
+        # Python), and the site's image has no mlpfctl: the job would die after the queue wait.
+        raise UsageError(
+            f"jobs on {profile.name} run in the container {container}, which has no mlpfctl",
+            "build a venv inside it (singularity exec IMAGE python3 -m venv --system-site-packages DIR; "
+            "singularity exec IMAGE DIR/bin/pip install mlpfctl) and pass --set submit.venv=DIR, or "
+            "--set submit.container=IMAGE for an image that has mlpfctl",
+        )
+    return "python3"  # the user's own image: its python
+
+
 def build_request(
     profile: SystemProfile,
     settings: SubmitSection,
@@ -214,19 +283,20 @@ def build_request(
     run_name: str | None = None,
     now: datetime | None = None,
     python: str | None = None,
+    workdir: Path | None = None,
 ) -> JobRequest:
-    if kind not in KINDS:
-        raise UsageError(
-            f"unknown job kind '{kind}'",
-            f"write: mlpfctl submit [OPTIONS] -- {{{'|'.join(KINDS)}}} [ARGS...]",
-        )
+    check_kind(kind)
     for arg in args:
         _check_text("argument", arg)
+    if kind == "check" and args:
+        raise UsageError(
+            f"the check job takes no arguments (got {' '.join(args)})",
+            "write: mlpfctl submit [OPTIONS] -- check",
+        )
     part = profile.partition(settings.partition)
     where = f"partition '{part.name}' on {profile.name}"
 
-    time_s = parse_time(settings.time)
-    assert time_s is not None  # parse_time raises for UNLIMITED without allow_unlimited
+    time_s = _time_s(settings, part)
     if part.max_time_s is not None and time_s > part.max_time_s:
         raise UsageError(
             f"--time {format_time(time_s)} exceeds the {format_time(part.max_time_s)} limit of {where}",
@@ -250,6 +320,11 @@ def build_request(
             f"{gpus} GPUs per node requested, but a node of {where} has {part.gpus_per_node}",
             f"use --gpus-per-node {part.gpus_per_node} or less (more GPUs: more --nodes)",
         )
+    if gpus == 0 and part.require_gpus:
+        raise UsageError(
+            f"a CPU-only job on {where} would be billed for GPUs it does not use",
+            f"ask for GPUs (--gpus-per-node 1..{part.gpus_per_node}) or run CPU jobs on a CPU partition",
+        )
     account = settings.account
     if profile.account_required and not account:
         example = profile.account_example or "PROJECT"
@@ -263,9 +338,7 @@ def build_request(
     procs = gpus if gpus > 0 else (settings.tasks_per_node or 1)
     job_name = _check_text("job name", settings.job_name or f"mlpf-{kind}")
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(out_dir).expanduser().absolute() / _check_text(
-        "run name", run_name or f"{job_name}-{stamp}"
-    )
+    run_dir = _run_dir(out_dir, run_name, job_name, stamp)
     _check_text("run directory", str(run_dir))
     module, prefix = ENTRY[kind]
     rest = list(args)
@@ -281,8 +354,12 @@ def build_request(
         tasks_per_node, per_task = 1, hpo.workers_per_node
     elif launcher == "torchrun" and kind in ("train", "check"):
         tasks_per_node, per_task = 1, procs
+    # A sub-node job on a shared GPU partition asks for the cores that go with its GPUs: LUMI bills
+    # max(cores / 8, GCDs), so all 56 cores for 2 GCDs would cost 3.5 times the GPUs.
+    sub_node = 0 < gpus < part.gpus_per_node
+    node_cpus = part.cpus_per_gpu * gpus if sub_node and part.cpus_per_gpu else part.cpus_per_node
     # --cpus-per-task counts per process (per HPO worker); the job asks for it per SLURM task
-    per_proc = settings.cpus_per_task or max(1, part.cpus_per_node // (tasks_per_node * per_task))
+    per_proc = settings.cpus_per_task or max(1, node_cpus // (tasks_per_node * per_task))
     cpus = per_proc * per_task
     if cpus * tasks_per_node > part.cpus_per_node:
         raise UsageError(
@@ -321,16 +398,21 @@ def build_request(
         procs_per_node=procs,
         cpus_per_task=cpus,
         launcher=launcher,
-        python=_check_text(
-            "python", python or (f"{settings.venv}/bin/python" if settings.venv else current_python())
-        ),
+        python=_check_text("python", _python(profile, settings, container, python)),
         container=_check_text("container", container) if container else None,
         entry_module=module,
         command=(*prefix, *rest),
         warning_s=settings.warning_seconds,
         max_requeues=settings.max_requeues,
         cpu_bind=profile.cpu_bind if full_node and tasks_per_node == part.gpus_per_node else "",
+        workdir=_check_path("working directory", workdir or Path.cwd()),
+        mem_per_gpu=part.mem_per_gpu if sub_node else None,
         scale_points=points,
         secret_files=secrets,
         hpo=hpo,
     )
+
+
+def _check_path(what: str, path: Path) -> Path:
+    _check_text(what, str(path))
+    return path.absolute()

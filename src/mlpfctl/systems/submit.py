@@ -7,9 +7,11 @@ the job in the jobs registry.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,8 +25,9 @@ from mlpfctl.errors import RuntimeFailure
 from mlpfctl.systems.discover import with_discovered
 from mlpfctl.systems.profiles import SystemProfile, load_profile
 from mlpfctl.systems.render import render
-from mlpfctl.systems.request import JobRequest, build_request
+from mlpfctl.systems.request import JobRequest, build_request, check_kind
 from mlpfctl.systems.runner import Runner
+from mlpfctl.systems.validate import check_job
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ def registry_path(config: Config, env: Mapping[str, str] | None = None) -> Path:
 def plan(
     config: Config, kind: str, args: Sequence[str], runner: Runner, *, python: str | None = None
 ) -> Plan:
+    """The checked request and its script; nothing is written. The job's own arguments are parsed
+    and its configuration resolved as on the node (``validate.check_job``)."""
+    check_kind(kind)
     profile = load_profile(config.submit.system)
     try:
         profile = with_discovered(profile, runner)
@@ -61,6 +67,12 @@ def plan(
         run_name=config.run.name,
         python=python,
     )
+    checked = check_job(request)
+    if kind == "scale-bench" and checked is not None and "out_dir" in checked.defaulted:
+        # the records belong to the run, not to wherever the job was submitted from
+        request = dataclasses.replace(
+            request, command=(*request.command, "--out", str(request.run_dir / "scale-bench"))
+        )
     return Plan(profile, request, render(profile, request))
 
 
@@ -94,20 +106,31 @@ def submit(job: Plan, runner: Runner, registry: Path) -> dict[str, Any]:
             f"{request.script_path} exists: that run directory belongs to another job",
             "choose another run name (--set run.name=...) or remove the directory",
         )
+    created = not request.run_dir.exists()
     request.run_dir.mkdir(parents=True, exist_ok=True)
-    for path, text in request.secret_files.items():
-        atomic_write_text(path, text)  # mkstemp creates 0600 files: only the owner can read it
-        os.chmod(path, 0o600)
-    atomic_write_text(request.script_path, job.script)
-    os.chmod(request.script_path, 0o755)
-    result = runner(["sbatch", "--parsable", str(request.script_path)])
-    if result.returncode != 0:
-        raise RuntimeFailure(
-            f"sbatch rejected {request.script_path}: {result.stderr.strip() or result.stdout.strip()}",
-            "read the message above; `mlpfctl submit --dry-run ...` shows the script",
-        )
+    try:
+        for path, text in request.secret_files.items():
+            atomic_write_text(path, text)  # mkstemp creates 0600 files: only the owner can read it
+            os.chmod(path, 0o600)
+        atomic_write_text(request.script_path, job.script)
+        os.chmod(request.script_path, 0o755)
+        result = runner(["sbatch", "--parsable", str(request.script_path)])
+        if result.returncode != 0:
+            raise RuntimeFailure(
+                f"sbatch rejected {request.script_path}: {result.stderr.strip() or result.stdout.strip()}",
+                "read the message above; `mlpfctl submit --dry-run ...` shows the script",
+            )
+        job_id = parse_job_id(result.stdout)
+    except BaseException:
+        # nothing was queued: leave no run directory (and no password file) behind
+        if created:
+            shutil.rmtree(request.run_dir, ignore_errors=True)
+        else:
+            for path in (request.script_path, *request.secret_files):
+                path.unlink(missing_ok=True)
+        raise
     record = {
-        "job_id": parse_job_id(result.stdout),
+        "job_id": job_id,
         "system": request.system,
         "kind": request.kind,
         "job_name": request.job_name,

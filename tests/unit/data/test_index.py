@@ -73,6 +73,4 @@ def test_an_unwritable_data_directory_keeps_its_index_in_the_cache_directory(
     np.testing.assert_array_equal(open_dataset(data, format="key4hep").lengths, ds.lengths)
     # pickles carry no metadata: decoded once, then indexed too
     assert len(open_dataset(data / "b.pkl.bz2")) == 4
-    assert open_dataset(data / "b.pkl.bz2").lengths.tolist() == [
-        len(x) for x in delphes_events(4)["X"]
-    ]
+    assert open_dataset(data / "b.pkl.bz2").lengths.tolist() == [len(x) for x in delphes_events(4)["X"]]

@@ -104,7 +104,7 @@ def test_dry_run_script_is_a_lumi_script() -> None:
     ):
         assert line in script.splitlines(), line
     assert "--cpu-bind=mask_cpu:0x00fe000000000000,0xfe00000000000000," in script
-    assert "singularity exec" in script
+    assert "singularity run" in script
 
 
 def test_jsc_rendezvous_uses_the_infiniband_name() -> None:
