@@ -13,7 +13,7 @@ def submit(
     job: Annotated[
         list[str] | None,
         typer.Argument(
-            help="After --: the job kind (train, hpo, scale-bench, check) and its arguments.",
+            help="After --: the job kind (train, hpo, scale-bench, check, data) and its arguments.",
             show_default=False,
         ),
     ] = None,
@@ -39,9 +39,11 @@ def submit(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Submit `train`, `hpo`, `scale-bench` or `check` as a SLURM job:
+    """Submit `train`, `hpo`, `scale-bench`, `check` or `data` as a SLURM job:
 
     mlpfctl submit --system lumi --account project_465000000 --nodes 2 -- train --steps 1000
+
+    `data generate` runs as an array of --nodes one-node tasks and a final manifest step.
     """
     from mlpfctl.console import log, out, print_json
     from mlpfctl.errors import UsageError
@@ -50,7 +52,7 @@ def submit(
 
     if not job:
         raise UsageError(
-            "no job given", "write: mlpfctl submit [OPTIONS] -- {train|hpo|scale-bench|check} [ARGS...]"
+            "no job given", "write: mlpfctl submit [OPTIONS] -- {train|hpo|scale-bench|check|data} [ARGS...]"
         )
     flags = {
         "submit.system": ("--system", system),

@@ -17,6 +17,15 @@ EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "hpo": ("--space", "space.toml", "--sampler", "tpe", "--scheduler", "asha", "--trials", "64"),
     "scale-bench": ("train", "--steps", "50"),
     "check": (),
+    "data": (
+        "generate",
+        "--process",
+        "ee_ttbar",
+        "--events",
+        "1000000",
+        "--out",
+        "/scratch/mlpf/data/ee_ttbar",
+    ),
 }
 
 
@@ -38,6 +47,8 @@ def example_request(
     )
     if part.gpus_per_node == 0:
         settings = replace(settings, tasks_per_node=2)
+    if kind == "data" and part.require_gpus:  # generation needs no GPU, but this partition bills them
+        settings = replace(settings, gpus_per_node=1)
     return build_request(
         profile,
         settings,

@@ -24,6 +24,7 @@ TEMPLATES = {
     "check": "train.sh.j2",
     "hpo": "hpo.sh.j2",
     "scale-bench": "scale-bench.sh.j2",
+    "data": "data.sh.j2",
 }
 
 
@@ -96,6 +97,7 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
         "command": list(request.command),
         "hpo": request.hpo,
         "scale_points": list(request.scale_points),
+        "array_tasks": request.array_tasks,
     }
 
 

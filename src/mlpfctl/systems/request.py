@@ -21,14 +21,17 @@ from mlpfctl.errors import UsageError
 from mlpfctl.systems.profiles import Partition, SystemProfile, did_you_mean
 from mlpfctl.systems.slurmtime import format_time, parse_time
 
-KINDS = ("train", "hpo", "scale-bench", "check")
+KINDS = ("train", "hpo", "scale-bench", "check", "data")
 # what each kind runs (``python -m <module> <args...>``)
 ENTRY = {
     "train": ("mlpfctl", ("train",)),
     "hpo": ("mlpfctl", ("hpo", "worker")),
     "scale-bench": ("mlpfctl", ("scale-bench",)),
     "check": ("mlpfctl.systems.check_dist", ()),
+    "data": ("mlpfctl", ("data",)),
 }
+# what a data job's tasks and final step add to its command line themselves
+_DATA_TASK_OPTIONS = ("--task-index", "--task-count", "--manifest-only", "--workers", "-j")
 JOURNAL_FILE = "optuna-journal.log"
 PGPASS_FILE = ".pgpass"
 DEFAULT_TIME_S = 3600  # without --time: one hour, or the partition's limit if that is shorter
@@ -81,6 +84,7 @@ class JobRequest:
     mem_per_gpu: str | None = None  # --mem-per-gpu for sub-node jobs on shared GPU partitions
     hpo: HpoPlan | None = None
     scale_points: tuple[int, ...] = ()
+    array_tasks: int = 0  # data jobs: an array of this many one-node tasks (--nodes)
     # written next to the script with mode 0600, never rendered or printed
     secret_files: dict[Path, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -293,6 +297,10 @@ def build_request(
             f"the check job takes no arguments (got {' '.join(args)})",
             "write: mlpfctl submit [OPTIONS] -- check",
         )
+    if kind == "data":
+        _check_data_args(args)
+    # a data job is an array of one-node tasks, one per --nodes
+    job_nodes = 1 if kind == "data" else settings.nodes
     part = profile.partition(settings.partition)
     where = f"partition '{part.name}' on {profile.name}"
 
@@ -308,13 +316,15 @@ def build_request(
             f"--time {format_time(time_s)}",
             "ask for more time or lower submit.warning_seconds",
         )
-    if part.max_nodes is not None and settings.nodes > part.max_nodes:
+    if part.max_nodes is not None and job_nodes > part.max_nodes:
         raise UsageError(
             f"--nodes {settings.nodes} exceeds the {part.max_nodes}-node limit of {where}",
             f"use --nodes {part.max_nodes} or less, or another partition "
             f"(mlpfctl systems show {profile.name})",
         )
     gpus = part.gpus_per_node if settings.gpus_per_node is None else settings.gpus_per_node
+    if kind == "data" and settings.gpus_per_node is None:
+        gpus = 0  # generation runs on CPUs
     if gpus > part.gpus_per_node:
         raise UsageError(
             f"{gpus} GPUs per node requested, but a node of {where} has {part.gpus_per_node}",
@@ -336,6 +346,8 @@ def build_request(
 
     launcher = profile.launcher if settings.launcher == "auto" else settings.launcher
     procs = gpus if gpus > 0 else (settings.tasks_per_node or 1)
+    if kind == "data":
+        procs = 1  # one task per node; it runs one generator process per CPU
     job_name = _check_text("job name", settings.job_name or f"mlpf-{kind}")
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     run_dir = _run_dir(out_dir, run_name, job_name, stamp)
@@ -391,7 +403,7 @@ def build_request(
         partition=part,
         account=_check_text("account", account) if account else None,
         qos=settings.qos or part.qos,
-        nodes=settings.nodes,
+        nodes=job_nodes,
         time_s=time_s,
         gpus_per_node=gpus,
         tasks_per_node=tasks_per_node,
@@ -408,9 +420,24 @@ def build_request(
         workdir=_check_path("working directory", workdir or Path.cwd()),
         mem_per_gpu=part.mem_per_gpu if sub_node else None,
         scale_points=points,
+        array_tasks=settings.nodes if kind == "data" else 0,
         secret_files=secrets,
         hpo=hpo,
     )
+
+
+def _check_data_args(args: Sequence[str]) -> None:
+    if not args or args[0] != "generate":
+        raise UsageError(
+            f"a data job generates a dataset (got: data {' '.join(args)})",
+            "write: mlpfctl submit --nodes N [OPTIONS] -- data generate --events N --out DIR ...",
+        )
+    taken = [a for a in args if a.split("=", 1)[0] in _DATA_TASK_OPTIONS]
+    if taken:
+        raise UsageError(
+            f"a data job sets {', '.join(taken)} itself",
+            "drop them: --nodes N runs N array tasks, each with all CPUs of its node",
+        )
 
 
 def _check_path(what: str, path: Path) -> Path:
