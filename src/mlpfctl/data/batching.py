@@ -282,7 +282,8 @@ class StreamingBatchSampler(_PlannedBatchSampler):
     """Shard-disjoint lanes read in memory-bounded windows; shuffled and bucketed per window.
 
     ``groups[i]`` is the shard (file) of event ``i`` and ``event_bytes[i]`` what it takes in
-    memory while its window is loaded.
+    memory while its window is loaded (a lane keeps all of a shard's events of the view, also
+    when it reads only a part of them).
     Every rank has ``lanes`` lanes (one per DataLoader worker); all ``world_size * lanes`` lanes
     get disjoint shards (or, with fewer shards than lanes, disjoint parts of shards).
 
@@ -344,9 +345,10 @@ class StreamingBatchSampler(_PlannedBatchSampler):
         units: list[np.ndarray] = []
         sizes: list[int] = []
         for events in per_shard:
+            whole = int(self.event_bytes[events].sum())
             for part in np.array_split(events, min(parts, len(events))):
                 units.append(part)
-                sizes.append(int(self.event_bytes[part].sum()))
+                sizes.append(whole)
         return units, np.asarray(sizes, dtype=np.int64)
 
     def _pack(self, order: np.ndarray) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ shards (cheap to send to workers and DDP ranks).
 from __future__ import annotations
 
 import json
+import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ class EventDataset(torch.utils.data.Dataset[Event]):
         self.schema = schema
         self.format = format
         self.cache = cache if cache is not None else ShardCache(cache_bytes)
+        self._groups: ShardGroups | None = None
         self._all_lengths = np.asarray(lengths, dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum([s.events for s in sources])]).astype(np.int64)
         if int(self._starts[-1]) != len(self._all_lengths):
@@ -116,6 +118,9 @@ class EventDataset(torch.utils.data.Dataset[Event]):
         self.lengths: np.ndarray = (
             self._all_lengths if self.indices is None else self._all_lengths[self.indices]
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_groups": None}  # rebuilt where needed
 
     @property
     def cache_bytes(self) -> int:
@@ -183,10 +188,11 @@ class EventDataset(torch.utils.data.Dataset[Event]):
         """Bytes each event of this view takes in a loader's compact shard (``EventBlock.compact``)."""
         return batch_bytes_per_event(self.lengths, self.schema.num_features)
 
-    def compact_nbytes(self, shard: int, events: np.ndarray) -> int:
-        """Bytes of ``self.read_shard(shard).compact(events)``, without reading it."""
-        lengths = self._all_lengths[int(self._starts[shard]) + np.asarray(events, dtype=np.int64)]
-        return int(batch_bytes_per_event(lengths, self.schema.num_features).sum()) + 8
+    def shard_groups(self) -> ShardGroups:
+        """This view's events grouped by shard (computed once per view and process)."""
+        if self._groups is None:
+            self._groups = ShardGroups(self)
+        return self._groups
 
     def decoded_bytes(self) -> int:
         """What a loader holds to keep every event of this view in memory."""
@@ -203,6 +209,38 @@ class EventDataset(torch.utils.data.Dataset[Event]):
             format=self.format,
             cache=self.cache,
         )
+
+
+class ShardGroups:
+    """The events of a view grouped by shard: what a loader keeps of a shard (``compact``).
+
+    ``row[i]`` is view event ``i``'s row in its shard's compact block, which holds the view's
+    events of that shard in view order; ``key(shard)`` names that block in the shared cache.
+    """
+
+    def __init__(self, view: EventDataset) -> None:
+        shard = view.shard_ids()
+        self.order = np.argsort(shard, kind="stable")
+        ids, starts, counts = np.unique(shard[self.order], return_index=True, return_counts=True)
+        self.row = np.empty(len(shard), np.int32)
+        self.row[self.order] = np.arange(len(shard)) - np.repeat(starts, counts)
+        self.span = {
+            s: (a, a + c) for s, a, c in zip(ids.tolist(), starts.tolist(), counts.tolist(), strict=True)
+        }
+        nbytes = np.bincount(shard, weights=view.event_nbytes(), minlength=len(view.sources))
+        self.nbytes = nbytes.astype(np.int64) + 8
+        self.token = zlib.crc32(view.global_indices().tobytes())
+        self._view = view
+
+    def key(self, shard: int) -> tuple[int, int, int]:
+        return (self.token, len(self._view), shard)
+
+    def events(self, shard: int) -> np.ndarray:
+        """Positions within ``shard`` of the view's events there, in view order."""
+        a, b = self.span[shard]
+        view = self._view
+        local: np.ndarray = view.global_indices(self.order[a:b]) - view._starts[shard]
+        return local
 
 
 def _files_of(directory: Path) -> list[Path]:

@@ -17,7 +17,6 @@ with its hint, not as a worker traceback.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,8 +83,8 @@ class _Uses:
 class _Reader:
     """Compact shards for one pass over ``batches`` of ``dataset``, kept by next use within ``budget``.
 
-    A shard is kept as ``EventBlock.compact`` of the events this pass reads from it; the cache key
-    names that event set, so another view or another lane's part of the shard is another entry.
+    A shard is kept as ``EventBlock.compact`` of the view's events in it (``ShardGroups``), so
+    any pass over the same view (the next epoch, a resumed one) finds it in the cache.
     """
 
     def __init__(
@@ -94,27 +93,14 @@ class _Reader:
         self.ds = dataset
         self.cache = dataset.cache
         self.budget = budget
-        located = [dataset.locate(b) for b in batches]
-        self.needs = [np.unique(shards) for shards, _ in located]
+        self.groups = groups = dataset.shard_groups()
+        self.shards = [dataset.locate(b)[0] for b in batches]
+        self.rows = [groups.row[b] for b in batches]  # each event's row in its compact shard
+        self.needs = [np.unique(shards) for shards in self.shards]
         self.uses = _Uses(self.needs)
-        self.shards = [shards for shards, _ in located]
-        # rows of every batch in its shards' compact blocks
-        shard_all = np.concatenate([s for s, _ in located]) if located else np.zeros(0, np.int64)
-        local_all = np.concatenate([x for _, x in located]) if located else np.zeros(0, np.int64)
-        stride = int(local_all.max(initial=0)) + 1
-        pairs = np.unique(shard_all * stride + local_all)
-        first = np.searchsorted(pairs, shard_all * stride)
-        rows = np.searchsorted(pairs, shard_all * stride + local_all) - first
-        cuts = np.cumsum([len(b) for b in batches])[:-1]
-        self.rows = np.split(rows, cuts)
-        self.events: dict[int, np.ndarray] = {}
-        self.key: dict[int, tuple[int, int, int]] = {}
-        self.size: dict[int, int] = {}
-        ids, starts = np.unique(pairs // stride, return_index=True)
-        for shard, events in zip(ids.tolist(), np.split(pairs % stride, starts[1:]), strict=True):
-            self.events[shard] = events
-            self.key[shard] = (shard, len(events), zlib.crc32(events.tobytes()))
-            self.size[shard] = dataset.compact_nbytes(shard, events)
+        needed = np.unique(np.concatenate(self.needs)) if self.needs else np.zeros(0, np.int64)
+        self.key = {s: groups.key(s) for s in needed.tolist()}
+        self.size = {s: int(groups.nbytes[s]) for s in needed.tolist()}
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="mlpf-read-ahead") if read_ahead else None
         self.pending: tuple[int, Future[EventBlock]] | None = None
 
@@ -124,14 +110,14 @@ class _Reader:
         self.pending = None
 
     def _decode(self, shard: int) -> EventBlock:
-        return self.ds.read_shard(shard).compact(self.events[shard])
+        return self.ds.read_shard(shard).compact(self.groups.events(shard))
 
     def _in_flight(self) -> int:
         return 0 if self.pending is None else self.size[self.pending[0]]
 
     def _next_use(self, key: Any) -> int:
-        # entries of other passes (another view, another epoch's parts) are not needed here
-        shard = key[0] if isinstance(key, tuple) else -1
+        # entries of other views (and whole shards of ds[i]) are not needed by this pass
+        shard = key[-1] if isinstance(key, tuple) else -1
         return self.uses.next_use(shard) if self.key.get(shard) == key else _NEVER
 
     def _make_room(self, size: int, before: int, keep: set[Any]) -> bool:

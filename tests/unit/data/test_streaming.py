@@ -235,3 +235,18 @@ def test_a_corrupt_shard_fails_in_a_worker_as_a_data_error_with_its_hint(tmp_pat
         list(make_loader(ds, sampler, num_workers=2))
     assert str(bad) in info.value.message and "Traceback" not in info.value.message
     assert info.value.hint
+
+
+def test_later_passes_over_a_view_that_fits_decode_nothing(
+    shards_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ds = open_dataset(shards_dir)  # 1 GiB: random access keeps every shard
+    sampler = sampler_for(ds, max_elements=600, batch_events=None, seed=0)
+    assert isinstance(sampler, BucketBatchSampler)
+    list(make_loader(ds, sampler))
+    log = tmp_path / "reads.log"
+    log.write_text("")
+    _count_reads(monkeypatch, log)
+    sampler.set_epoch(1)
+    list(make_loader(ds, sampler.plan()[3:9]))  # another epoch, resumed mid-way
+    assert log.read_text() == ""
