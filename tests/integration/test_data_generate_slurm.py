@@ -32,7 +32,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _submit(tmp_path: Path, name: str, out: Path) -> dict[str, str]:
-    argv = ["--nodes", str(TASKS), "--time", "10", "--json", "--set", f"run.name={name}", "--"]
+    argv = ["--array", str(TASKS), "--time", "10", "--json", "--set", f"run.name={name}", "--"]
     job = ["data", "generate", "--events", str(EVENTS), "--events-per-shard", str(PER_SHARD)]
     job += ["--seed", str(SEED), "--out", str(out)]
     proc = run_cli("submit", *argv, *job, env=_env(tmp_path), cwd=tmp_path, timeout=180)
@@ -64,16 +64,10 @@ def _wait(job_id: str, tasks: int, timeout: float) -> list[str]:
         time.sleep(2)
 
 
-def _final_step(run_dir: Path, timeout: float) -> tuple[str, str]:
-    """(state, log) of the manifest step the array submitted."""
-    id_file = run_dir / "final-step" / "job_id"
-    deadline = time.monotonic() + timeout
-    while not (id_file.is_file() and id_file.read_text().strip()):
-        assert time.monotonic() < deadline, "the array never submitted its final step"
-        time.sleep(1)
-    job_id = id_file.read_text().strip().split(";")[0]
-    (state,) = _wait(job_id, 1, timeout)
-    log = run_dir / f"slurm-{job_id}.out"
+def _final_step(record: dict[str, str], timeout: float) -> tuple[str, str]:
+    """(state, log) of the manifest step queued after the array."""
+    (state,) = _wait(record["job_id"], 1, timeout)
+    log = Path(record["run_dir"]) / f"slurm-{record['job_id']}.out"
     return state, log.read_text() if log.is_file() else ""
 
 
@@ -89,8 +83,9 @@ def test_array_job_matches_a_single_node_run_and_a_rerun_fills_only_missing_shar
     blocker = out / "ee_ttbar_00005.parquet"
     blocker.mkdir()  # task 2 cannot write its second shard: that task fails
     first = _submit(tmp_path, "gen-1", out)
-    assert _wait(first["job_id"], TASKS, 600) == ["COMPLETED"] * 3 + ["FAILED"]
-    state, log = _final_step(Path(first["run_dir"]), 300)
+    assert first["script"].endswith("manifest.sh") and first["after"] == [f"{first['array_job_id']}:any"]
+    assert _wait(first["array_job_id"], TASKS, 600) == ["COMPLETED"] * 3 + ["FAILED"]
+    state, log = _final_step(first, 300)
     assert state == "FAILED" and "1 of 8 shards are missing or incomplete (ee_ttbar_00005.parquet)" in log
     assert not (out / "manifest.json").exists()
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet") if p.is_file()}
@@ -98,8 +93,8 @@ def test_array_job_matches_a_single_node_run_and_a_rerun_fills_only_missing_shar
 
     blocker.rmdir()
     second = _submit(tmp_path, "gen-2", out)
-    assert _wait(second["job_id"], TASKS, 600) == ["COMPLETED"] * TASKS
-    state, log = _final_step(Path(second["run_dir"]), 300)
+    assert _wait(second["array_job_id"], TASKS, 600) == ["COMPLETED"] * TASKS
+    state, log = _final_step(second, 300)
     assert state == "COMPLETED", log
     # only the missing shard was generated again
     assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept

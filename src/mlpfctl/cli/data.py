@@ -53,8 +53,8 @@ def generate(
     """Generate events with Pythia8 and the parametric detector into Key4hep-layout Parquet shards.
 
     Existing valid shards are kept, so rerunning an interrupted command resumes it. On a cluster,
-    `mlpfctl submit --nodes N -- data generate ...` runs N array tasks (--task-index/--task-count)
-    and a final --manifest-only step.
+    `mlpfctl submit --array N -- data generate ...` runs N array tasks (--task-index/--task-count)
+    and a --manifest-only step after them.
     """
     flags = {
         "generate.process": ("--process", process),

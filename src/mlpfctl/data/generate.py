@@ -5,7 +5,7 @@ on the seed and the shard layout, not on the number of worker processes. A finis
 recorded in a small ``<shard>.meta.json`` next to it; a rerun keeps every shard whose metadata
 and checksum still match (resume after an interruption).
 
-Across a cluster (``mlpfctl submit -- data generate``), task ``i`` of an array of ``n`` generates
+Across a cluster (``mlpfctl submit --array n -- data generate``), task ``i`` of ``n`` generates
 the ``i``-th of ``n`` contiguous blocks of shards (``task=(i, n)``) and writes no manifest; a
 final step (``manifest_only``) checks every shard and writes the manifest. The shards are the
 same bytes as a single-node run's, and so is the manifest apart from its run record

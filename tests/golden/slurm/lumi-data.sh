@@ -6,10 +6,10 @@
 #SBATCH --partition=standard-g
 #SBATCH --account=project_465000000
 #SBATCH --nodes=1
-#SBATCH --array=0-1
 #SBATCH --ntasks-per-node=1
-#SBATCH --cpus-per-task=56
+#SBATCH --cpus-per-task=7
 #SBATCH --gpus-per-node=1
+#SBATCH --mem=480G
 #SBATCH --exclusive
 #SBATCH --time=02:00:00
 #SBATCH --output=/scratch/mlpf/runs/lumi-data/slurm-%j.out
@@ -22,8 +22,12 @@ set -uo pipefail
 module --force purge
 module use /appl/local/laifs/modules
 module load lumi-aif-singularity-bindings
+# the job runs in the container with the venv submit.venv names; nothing of the host's
+# Python environment reaches it (a host venv or PYTHONPATH would shadow the image's packages)
+unset PYTHONPATH PYTHONHOME VIRTUAL_ENV
+export PYTHONNOUSERSITE=1
 MLPFCTL_PY=/opt/mlpf/venv/bin/python
-RUNNER=(singularity run /appl/local/laifs/containers/lumi-multitorch-latest.sif)
+RUNNER=(singularity run --bind /scratch/mlpf --bind /opt/mlpf/venv /appl/local/laifs/containers/lumi-multitorch-latest.sif)
 # every step starts through mlpfctl.systems.step: it keeps the warning signal pending until the
 # training processes ask for it, so that no other process of a step dies of it
 STEP=("${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl.systems.step)
@@ -35,7 +39,7 @@ export MLPFCTL_RUN__OUT_DIR="$RUN_DIR"
 
 # ---- placement: since Slurm 22.05 srun does not inherit --cpus-per-task
 export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
-export OMP_NUM_THREADS=56
+export OMP_NUM_THREADS=7
 export CXI_FORK_SAFE=1
 export CXI_FORK_SAFE_HP=1
 export FI_CXI_DISABLE_CQ_HUGETLB=1
@@ -95,33 +99,24 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
+    exit "$1"
+}
 # data jobs do not resume: after the warning nothing new starts; exit 3 says that work was left out
 finish() {
     local rc=$1
     if [ "$rc" = 0 ] && [ -n "$skipped" ]; then
         echo "mlpfctl: stopped at the time-limit warning; not requeued (data jobs do not resume)" >&2
-        exit 3
+        end_job 3
     fi
-    exit "$rc"
+    end_job "$rc"
 }
 
-# ---- dataset generation as an array of 2 task(s): task i writes its own block of shards;
-# the final step (a job that depends on the whole array) checks every shard and writes the manifest
-if [ -n "${MLPFCTL_DATA_FINAL_STEP:-}" ]; then
-    start_step srun --ntasks=1  \
-        "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl data generate --process ee_ttbar --events 1000000 --out /scratch/mlpf/data/ee_ttbar --manifest-only
-    wait_steps
-    finish $?
-fi
-# the first task to start submits the final step (once per submission: mkdir is atomic)
-if mkdir "$RUN_DIR/final-step" 2>/dev/null; then
-    if ! sbatch --parsable --dependency=afterany:"$SLURM_ARRAY_JOB_ID" --array=0 --job-name=mlpf-data-manifest \
-        --export=ALL,MLPFCTL_DATA_FINAL_STEP=1 "$RUN_DIR/job.sh" >"$RUN_DIR/final-step/job_id"; then
-        echo "mlpfctl: could not submit the manifest step; after the array: mlpfctl data generate ... --manifest-only" >&2
-    fi
-fi
+# ---- dataset generation: one generator process per CPU of the task (finished shards are kept)
 start_step srun --ntasks=1  \
-    "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl data generate --process ee_ttbar --events 1000000 --out /scratch/mlpf/data/ee_ttbar \
-    --task-index "$SLURM_ARRAY_TASK_ID" --task-count 2 --workers "$SLURM_CPUS_PER_TASK"
+    "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl data generate --workers "$SLURM_CPUS_PER_TASK" --process ee_ttbar --events 1000000 --out /scratch/mlpf/data/ee_ttbar
 wait_steps
 finish $?

@@ -6,7 +6,6 @@
 #SBATCH --partition=gpu
 #SBATCH --account=s24r05-03-users
 #SBATCH --nodes=1
-#SBATCH --array=0-1
 #SBATCH --ntasks-per-node=1
 #SBATCH --cpus-per-task=256
 #SBATCH --time=02:00:00
@@ -81,33 +80,24 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
+    exit "$1"
+}
 # data jobs do not resume: after the warning nothing new starts; exit 3 says that work was left out
 finish() {
     local rc=$1
     if [ "$rc" = 0 ] && [ -n "$skipped" ]; then
         echo "mlpfctl: stopped at the time-limit warning; not requeued (data jobs do not resume)" >&2
-        exit 3
+        end_job 3
     fi
-    exit "$rc"
+    end_job "$rc"
 }
 
-# ---- dataset generation as an array of 2 task(s): task i writes its own block of shards;
-# the final step (a job that depends on the whole array) checks every shard and writes the manifest
-if [ -n "${MLPFCTL_DATA_FINAL_STEP:-}" ]; then
-    start_step srun --ntasks=1  \
-        "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl data generate --process ee_ttbar --events 1000000 --out /scratch/mlpf/data/ee_ttbar --manifest-only
-    wait_steps
-    finish $?
-fi
-# the first task to start submits the final step (once per submission: mkdir is atomic)
-if mkdir "$RUN_DIR/final-step" 2>/dev/null; then
-    if ! sbatch --parsable --dependency=afterany:"$SLURM_ARRAY_JOB_ID" --array=0 --job-name=mlpf-data-manifest \
-        --export=ALL,MLPFCTL_DATA_FINAL_STEP=1 "$RUN_DIR/job.sh" >"$RUN_DIR/final-step/job_id"; then
-        echo "mlpfctl: could not submit the manifest step; after the array: mlpfctl data generate ... --manifest-only" >&2
-    fi
-fi
+# ---- dataset generation: one generator process per CPU of the task (finished shards are kept)
 start_step srun --ntasks=1  \
-    "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl data generate --process ee_ttbar --events 1000000 --out /scratch/mlpf/data/ee_ttbar \
-    --task-index "$SLURM_ARRAY_TASK_ID" --task-count 2 --workers "$SLURM_CPUS_PER_TASK"
+    "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl data generate --workers "$SLURM_CPUS_PER_TASK" --process ee_ttbar --events 1000000 --out /scratch/mlpf/data/ee_ttbar
 wait_steps
 finish $?
