@@ -39,11 +39,24 @@ class DataSection:
     max_elements_per_batch: int = setting(
         8192, "Bucketed batching: upper bound on padded elements (events x longest event) per batch.", ge=1
     )
-    num_workers: int = setting(0, "DataLoader worker processes per rank.", ge=0)
+    num_workers: int = setting(
+        0, "DataLoader worker processes per rank (streaming: each reads its own shards).", ge=0
+    )
+    loader: str = setting(
+        "auto",
+        "How training and validation read events: stream (shards in windows that fit cache_mb, "
+        "each read once per epoch per rank, shuffled and bucketed within a window), random (a "
+        "global shuffle; decoded shards stay cached) or auto (random while the decoded dataset "
+        "fits one worker's share of cache_mb, else stream).",
+        choices=["auto", "stream", "random"],
+    )
     valid_fraction: float = setting(0.1, "Fraction of events held out for validation.", gt=0.0, lt=1.0)
     test_fraction: float = setting(0.1, "Fraction of events held out for the test split.", ge=0.0, lt=1.0)
     cache_mb: int = setting(
-        1024, "Decoded shards kept in memory per process (MiB); DataLoader workers each have their own.", ge=1
+        1024,
+        "Memory for decoded events per rank (MiB), shared by its DataLoader workers: the streaming "
+        "window plus one shard read ahead, or the random-access cache.",
+        ge=1,
     )
     max_train_events: int | None = setting(
         None,

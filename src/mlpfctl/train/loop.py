@@ -15,7 +15,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from mlpfctl.atomic import atomic_write_text
 from mlpfctl.config.loader import to_toml
 from mlpfctl.config.schema import Config
 from mlpfctl.console import err
+from mlpfctl.data.plan import BatchPlan
 from mlpfctl.errors import DataError, RuntimeFailure
 from mlpfctl.models.flops import mfu, train_flops
 from mlpfctl.models.loss import TERM_NAMES, LossWeights, loss_sums, reduce_loss
@@ -192,36 +193,24 @@ class DataStreams:
                 f"{len(self.valid)} validation events",
                 "use a larger dataset or change data.valid_fraction / data.test_fraction",
             )
-        self.train_sampler = self._sampler(self.train.lengths, shuffle=cfg.train.shuffle, drop_last=True)
+        self.train_sampler = self._sampler(self.train, shuffle=cfg.train.shuffle, drop_last=True)
 
-    def _sampler(self, lengths: Any, *, shuffle: bool, drop_last: bool) -> Any:
-        from mlpfctl.data.batching import BucketBatchSampler, FixedBatchSampler
+    def _sampler(self, dataset: Any, *, shuffle: bool, drop_last: bool) -> Any:
+        from mlpfctl.data.batching import sampler_for_config
 
-        seed, rank, world = self.cfg.run.seed, self.rank, self.world_size
-        if self.cfg.train.batch_events:
-            return FixedBatchSampler(
-                lengths,
-                self.cfg.train.batch_events,
-                shuffle=shuffle,
-                seed=seed,
-                rank=rank,
-                world_size=world,
-                drop_last=drop_last,
-            )
-        return BucketBatchSampler(
-            lengths,
-            self.cfg.data.max_elements_per_batch,
+        return sampler_for_config(
+            self.cfg,
+            dataset,
+            rank=self.rank,
+            world_size=self.world_size,
             shuffle=shuffle,
-            seed=seed,
-            rank=rank,
-            world_size=world,
             drop_last=drop_last,
         )
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> Sequence[list[int]]:
         """This rank's batches of ``epoch``, trimmed to the count every rank has (DDP steps together)."""
         self.train_sampler.set_epoch(epoch)
-        batches = [list(b) for b in self.train_sampler]
+        batches: BatchPlan = self.train_sampler.plan()
         count = all_reduce(
             torch.tensor([len(batches)], dtype=torch.int64), self.world_size, dist.ReduceOp.MIN
         )
@@ -232,26 +221,20 @@ class DataStreams:
             )
         return batches[: int(count.item())]
 
-    def loader(self, dataset: Any, batches: list[list[int]]) -> Iterator[Any]:
+    def loader(self, dataset: Any, batches: Sequence[list[int]]) -> Iterator[Any]:
         from mlpfctl.data.collate import make_loader
 
         return rng_neutral(
             make_loader(dataset, batches, self.cfg.data.num_workers, pad_buckets=self.pad_buckets)
         )
 
-    def valid_batches(self, dataset: Any, max_events: int | None) -> list[list[int]]:
-        sampler = self._sampler(dataset.lengths, shuffle=False, drop_last=False)
-        batches = [list(b) for b in sampler]
+    def valid_batches(self, dataset: Any, max_events: int | None) -> Sequence[list[int]]:
+        batches: BatchPlan = self._sampler(dataset, shuffle=False, drop_last=False).plan()
         if max_events is None:
             return batches
-        kept, seen = [], 0
         per_rank = max(1, max_events // self.world_size)
-        for b in batches:
-            if seen >= per_rank:
-                break
-            kept.append(b)
-            seen += len(b)
-        return kept
+        seen = np.cumsum(batches.sizes())  # events up to and including each batch
+        return batches[: int(np.searchsorted(seen, per_rank)) + 1]
 
 
 def _autocast(ctx: Context) -> contextlib.AbstractContextManager[Any]:
