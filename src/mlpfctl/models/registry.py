@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from mlpfctl.config.schema import ModelSection
-from mlpfctl.data.events import DatasetSchema
+from mlpfctl.data.events import CLIC_FEATURE_NAMES, DatasetSchema
 from mlpfctl.errors import ConfigError
 from mlpfctl.models.spec import ModelSpec, resolve_spec
 
@@ -39,11 +39,18 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 def spec_for(section: ModelSection, schema: DatasetSchema) -> ModelSpec:
     """The model spec for a dataset: feature count, classes and element types come from the data."""
+    if section.detector not in (None, "none") and schema.feature_names != CLIC_FEATURE_NAMES:
+        raise ConfigError(
+            f"model.detector={section.detector} needs Key4hep (CLIC/CLD) features; "
+            f"this dataset is {schema.name}",
+            "unset model.detector (link features are off for this format)",
+        )
     return resolve_spec(
         section,
         num_features=schema.num_features,
         num_classes=schema.num_classes,
         num_element_types=max(schema.element_types) if schema.element_types else 1,
+        detector=schema.detector if schema.feature_names == CLIC_FEATURE_NAMES else None,
     )
 
 

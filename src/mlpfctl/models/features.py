@@ -1,0 +1,199 @@
+"""Model inputs computed from the raw element features: scaling and track-cluster link features.
+
+Raw Key4hep features span orders of magnitude (positions in mm, hit counts, GeV), and whether a
+cluster's energy belongs to a charged hadron depends on where that hadron's helix meets the
+calorimeter, which the raw features only encode implicitly. This module (no trainable
+parameters) turns ``X [B, N, F]`` into what the encoder sees:
+
+- ``input_scaling = log``: sign(x) log(1 + |x|) on every column but the element type;
+- link features (``LINK_FEATURE_NAMES``), from the detector description that travels with the
+  dataset (``mlpfctl.data.detectors``): every track is propagated as a helix to the ECAL and
+  HCAL fronts and links to the nearest cluster within ``link_distance`` (as the rule-based
+  baseline does); clusters learn the momentum sum of their linked tracks, E/sum p, the excess
+  E - sum p and its significance in units of the hadronic resolution.
+
+It also returns the cluster *reference energy*: its excess over the linked tracks' momenta
+(at least one resolution unit and at most its own energy). With ``outputs = corrections`` the
+model predicts a cluster's particle pT and energy relative to that reference instead of the
+cluster's full energy, which for a cluster shared with a charged hadron is mostly not its own.
+
+Everything is dense tensor algebra (one [B, N, N] distance matrix, no data-dependent shapes),
+so it runs on any device and exports to ONNX with the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mlpfctl.data.detectors import DetectorDescription
+from mlpfctl.models.spec import LINK_FEATURE_NAMES, ModelSpec
+
+# Key4hep columns (mlpfctl.data.events.TRACK_FEATURES / CLUSTER_FEATURES).
+_TYPE, _PT, _ETA, _SIN, _COS, _P_OR_E = 0, 1, 2, 3, 4, 5
+_OMEGA, _Z0 = 13, 14
+TRACK, CLUSTER = 1, 2
+# pT [GeV] = _CURVATURE * B [T] * R [mm]
+_CURVATURE = 3e-4
+_FAR = 1e3  # distance (in link distances) standing for "no partner in this event"
+
+
+@dataclass
+class ElementInputs:
+    """What the encoder and the output heads need from one batch."""
+
+    values: torch.Tensor  # [B, N, input_dim]: column 0 the element type, then scaled features
+    log_reference: torch.Tensor  # [B, N]: log(E_reference / E_element); 0 where none applies
+
+
+def signed_log(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def _unit_from_angles(eta: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    inv_cosh = 1.0 / torch.cosh(eta)
+    return torch.stack([cos * inv_cosh, sin * inv_cosh, torch.tanh(eta)], dim=-1)
+
+
+def helix_impact(
+    pt: torch.Tensor,
+    eta: torch.Tensor,
+    phi: torch.Tensor,
+    charge: torch.Tensor,
+    z0: torch.Tensor,
+    *,
+    b_field: float,
+    radius: float,
+    half_length: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unit direction of the impact point [.., 3], reached) of helices from (0, 0, z0) on a
+    barrel of ``radius`` closed by endcaps at ``half_length`` (mm).
+
+    Barrel: the turning angle alpha solves the chord 2 R sin(alpha / 2) = radius. Endcap: alpha =
+    path length / R at |z| = half_length, within one turn. The azimuth at the surface is
+    phi - q alpha / 2 (positive charges bend clockwise in +B_z).
+    """
+    big_r = pt.clamp_min(1e-3) / (_CURVATURE * b_field)
+    cot = torch.sinh(eta)
+    ratio = radius / (2.0 * big_r)
+    alpha_b = 2.0 * torch.asin(ratio.clamp(max=1.0))
+    z_b = z0 + big_r * alpha_b * cot
+    barrel = (ratio <= 1.0) & (z_b.abs() <= half_length)
+    safe_cot = torch.where(cot.abs() > 1e-6, cot, torch.full_like(cot, 1e-6))
+    s_e = (torch.sign(safe_cot) * half_length - z0) / safe_cot
+    alpha_e = s_e / big_r
+    endcap = ~barrel & (s_e > 0) & (alpha_e < 2.0 * math.pi)
+    alpha = torch.where(barrel, alpha_b, alpha_e.clamp(0.0, 2.0 * math.pi))
+    rho = torch.where(barrel, torch.full_like(pt, radius), 2.0 * big_r * torch.sin(alpha / 2.0).abs())
+    z = torch.where(barrel, z_b, torch.sign(safe_cot) * half_length)
+    phi_i = phi - charge * alpha / 2.0
+    pos = torch.stack([rho * torch.cos(phi_i), rho * torch.sin(phi_i), z], dim=-1)
+    unit = pos / pos.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    return unit, barrel | endcap
+
+
+def link_features(
+    x: torch.Tensor, mask: torch.Tensor, det: DetectorDescription
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features [B, N, len(LINK_FEATURE_NAMES)], log reference energy [B, N]) of Key4hep elements."""
+    kind = x[..., _TYPE].round()
+    is_trk = (kind == TRACK) & mask
+    is_cl = (kind == CLUSTER) & mask
+    eta, sin, cos = x[..., _ETA], x[..., _SIN], x[..., _COS]
+    mom = x[..., _P_OR_E].clamp_min(0.0)  # track p, cluster E
+    charge = torch.sign(x[..., _OMEGA]) * det.omega_charge_sign
+    phi = torch.atan2(sin, cos)
+    own = _unit_from_angles(eta, sin, cos)
+    common = {"b_field": det.b_field}
+    u_e, reached_e = helix_impact(
+        x[..., _PT], eta, phi, charge, x[..., _Z0], radius=det.ecal_r, half_length=det.ecal_z, **common
+    )
+    u_h, reached_h = helix_impact(
+        x[..., _PT], eta, phi, charge, x[..., _Z0], radius=det.hcal_r, half_length=det.hcal_z, **common
+    )
+    reached = is_trk & (reached_e | reached_h)
+    far = _FAR * det.link_distance
+    # [B, N, N] squared distances (mm^2) of track impacts to cluster directions on the ECAL and
+    # HCAL fronts, the nearer of the two; pairs that are not (reached track, cluster) are "far".
+    # Squared chords 2 r^2 (1 - cos) avoid square roots over the pair matrix.
+    penalty_e = (~(reached_e & reached))[..., :, None] * far**2 + (~is_cl)[..., None, :] * far**2
+    penalty_h = (~(reached_h & reached))[..., :, None] * far**2 + (~is_cl)[..., None, :] * far**2
+    d2_e = (1.0 - torch.einsum("bik,bjk->bij", u_e, own)) * (2.0 * det.ecal_r**2) + penalty_e
+    d2_h = (1.0 - torch.einsum("bik,bjk->bij", u_h, own)) * (2.0 * det.hcal_r**2) + penalty_h
+    d2 = torch.minimum(d2_e, d2_h)
+    d2_trk, nearest = d2.min(dim=-1)  # each track's nearest cluster
+    d_trk = d2_trk.clamp(0.0, far**2).sqrt()
+    d_cl = d2.min(dim=1).values.clamp(0.0, far**2).sqrt()  # each cluster's nearest track impact
+    linked = reached & (d_trk < det.link_distance)
+    flinked = linked.to(x.dtype)
+    # Links as index arithmetic (O(N)): cluster sums by scatter-add, track lookups by gather.
+    sum_p = torch.zeros_like(mom).scatter_add(1, nearest, mom * flinked)  # per cluster: its tracks' p
+    n_link = torch.zeros_like(mom).scatter_add(1, nearest, flinked)
+    e_link = torch.gather(mom, 1, nearest) * flinked  # per track: energy of its cluster
+    sum_p_link = torch.gather(sum_p, 1, nearest) * flinked  # per track: all tracks on that cluster
+
+    def sigma(e: torch.Tensor) -> torch.Tensor:
+        e = e.clamp_min(0.0)
+        return torch.hypot(det.hcal_stochastic * e.sqrt(), det.hcal_constant * e).clamp_min(0.1)
+
+    has_cl = n_link > 0
+    excess_cl = mom - sum_p  # unlinked clusters: their whole energy
+    excess_trk = e_link - sum_p_link
+    zero = torch.zeros_like(mom)
+    ratio_cl = torch.where(has_cl, torch.log(mom.clamp_min(1e-3) / sum_p.clamp_min(1e-3)), zero)
+    ratio_trk = torch.where(linked, torch.log(e_link.clamp_min(1e-3) / sum_p_link.clamp_min(1e-3)), zero)
+    feats_trk = [
+        reached.to(x.dtype),
+        torch.log1p(d_trk / det.link_distance),
+        torch.log1p(sum_p_link),
+        torch.log1p(e_link),
+        ratio_trk.clamp(-5.0, 5.0),
+        torch.where(linked, torch.asinh(excess_trk / sigma(e_link)), zero),
+        torch.where(linked, mom / sum_p_link.clamp_min(1e-3), zero),
+    ]
+    feats_cl = [
+        has_cl.to(x.dtype),
+        torch.log1p(d_cl / det.link_distance),
+        torch.log1p(sum_p),
+        torch.log1p(n_link),
+        ratio_cl.clamp(-5.0, 5.0),
+        torch.asinh(excess_cl / sigma(mom)),
+        excess_cl.clamp_min(0.0) / mom.clamp_min(1e-3),
+    ]
+    calo = torch.where(reached_e[..., None], u_e, torch.where(reached_h[..., None], u_h, own))
+    calo = torch.where(is_trk[..., None], calo, own)
+    calo_eta = torch.asinh(calo[..., 2] / torch.hypot(calo[..., 0], calo[..., 1]).clamp_min(1e-6))
+    calo_phi = torch.atan2(calo[..., 1], calo[..., 0])
+    columns = [calo_eta, torch.sin(calo_phi), torch.cos(calo_phi)]
+    columns += [torch.where(is_trk, t, c) for t, c in zip(feats_trk, feats_cl, strict=True)]
+    out = torch.stack(columns, dim=-1) * mask[..., None].to(x.dtype)
+    # Reference energy of a cluster: its excess over the linked tracks, floored at one resolution
+    # unit (a real neutral under a charged shower is small, not absent) and capped at E.
+    e_cl = mom.clamp_min(1e-3)
+    reference = torch.maximum(excess_cl, torch.minimum(e_cl, sigma(mom)))
+    log_ref = torch.where(is_cl & has_cl, torch.log(reference.clamp_min(1e-3) / e_cl), zero)
+    return out, log_ref
+
+
+class ElementFeatures(nn.Module):
+    """Raw ``X`` -> ``ElementInputs`` as the spec says (scaling, link features)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.scaling = spec.input_scaling
+        self.detector = spec.detector_description()
+        self.dim = spec.input_dim
+        assert len(LINK_FEATURE_NAMES) == spec.input_dim - spec.num_features or self.detector is None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> ElementInputs:
+        values = x
+        if self.scaling == "log":
+            values = torch.cat([x[..., :1], signed_log(x[..., 1:])], dim=-1)
+        log_ref = torch.zeros_like(x[..., 0])
+        if self.detector is not None:
+            links, log_ref = link_features(x, mask, self.detector)
+            values = torch.cat([values, links], dim=-1)
+        return ElementInputs(values=values, log_reference=log_ref)
