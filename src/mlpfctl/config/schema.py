@@ -171,9 +171,11 @@ class ModelSection:
     )
     input_scaling: str | None = setting(
         None,
-        "Input features: none (raw, the reference) or log (sign(x) log(1 + |x|) on every feature but "
-        "the element type: positions in mm and hit counts no longer swamp the encoder).",
-        choices=["none", "log"],
+        "Input features: none (raw, the reference), log (sign(x) log(1 + |x|) on every feature but "
+        "the element type: positions in mm and hit counts no longer swamp the encoder) or standard "
+        "(log, then centred and scaled per element type and feature by the training data's median "
+        "and IQR, so small-valued features such as the track curvature become visible).",
+        choices=["none", "log", "standard"],
     )
     link_features: str | None = setting(
         None,
@@ -345,7 +347,9 @@ class HpoSection:
     )
     metrics: list[str] = setting(  # noqa: RUF009 - setting() builds the field itself
         ["val_loss"],
-        "MLPF objective: the training metric behind each objective value (val_loss, events_per_s).",
+        "MLPF objective: the training metric behind each objective value: val_loss, events_per_s, or "
+        "a validation physics metric such as jet_iqr (jet-response IQR, minimise), met_iqr, "
+        "fake_pt_fraction, eff/n.had; e.g. metrics=val_loss,jet_iqr for the multi-objective trade-off.",
     )
     objective: str | None = setting(
         None,

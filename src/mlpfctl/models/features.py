@@ -6,6 +6,9 @@ calorimeter, which the raw features only encode implicitly. This module (no trai
 parameters) turns ``X [B, N, F]`` into what the encoder sees:
 
 - ``input_scaling = log``: sign(x) log(1 + |x|) on every column but the element type;
+  ``standard`` then centres and scales every feature per element type by its median and IQR in
+  the training data (``spec.input_stats``): a track curvature of 1e-3 / mm, invisible after the
+  log alone, becomes O(1), so a model without link features can learn where tracks bend;
 - link features (``LINK_FEATURE_NAMES``), from the detector description that travels with the
   dataset (``mlpfctl.data.detectors``): every track is propagated as a helix to the ECAL and
   HCAL fronts and links to the nearest cluster within ``link_distance`` (as the rule-based
@@ -30,7 +33,7 @@ import torch
 from torch import nn
 
 from mlpfctl.data.detectors import DetectorDescription
-from mlpfctl.models.spec import LINK_FEATURE_NAMES, ModelSpec
+from mlpfctl.models.spec import ModelSpec
 
 # Key4hep columns (mlpfctl.data.events.TRACK_FEATURES / CLUSTER_FEATURES).
 _TYPE, _PT, _ETA, _SIN, _COS, _P_OR_E = 0, 1, 2, 3, 4, 5
@@ -38,6 +41,7 @@ _OMEGA, _Z0 = 13, 14
 TRACK, CLUSTER = 1, 2
 # pT [GeV] = _CURVATURE * B [T] * R [mm]
 _CURVATURE = 3e-4
+_CLIP = 10.0  # standardised features beyond 10 IQR units (displaced vertices' D0) are clipped
 _FAR = 1e3  # distance (in link distances) standing for "no partner in this event"
 
 
@@ -185,13 +189,25 @@ class ElementFeatures(nn.Module):
         super().__init__()
         self.scaling = spec.input_scaling
         self.detector = spec.detector_description()
-        self.dim = spec.input_dim
-        assert len(LINK_FEATURE_NAMES) == spec.input_dim - spec.num_features or self.detector is None
+        self.num_types = spec.num_element_types
+        stats = torch.tensor(spec.input_stats or [[[0.0, 1.0]] * spec.num_features] * self.num_types)
+        # [types, features]: from the spec (training-data statistics), not trained
+        self.center: torch.Tensor
+        self.scale: torch.Tensor
+        self.register_buffer("center", stats[..., 0].float(), persistent=False)
+        self.register_buffer("scale", stats[..., 1].float(), persistent=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> ElementInputs:
         values = x
-        if self.scaling == "log":
+        if self.scaling in ("log", "standard"):
             values = torch.cat([x[..., :1], signed_log(x[..., 1:])], dim=-1)
+        if self.scaling == "standard":
+            codes = torch.arange(1, self.num_types + 1, device=x.device, dtype=x.dtype)
+            onehot = (x[..., :1].round() == codes).to(x.dtype)  # padding: all zero
+            center, scale = onehot @ self.center, onehot @ self.scale + (1.0 - onehot.sum(-1, keepdim=True))
+            scaled = ((values[..., 1:] - center[..., 1:]) / scale[..., 1:]).clamp(-_CLIP, _CLIP)
+            values = torch.cat([x[..., :1], scaled], dim=-1)
+            values = values * mask[..., None].to(x.dtype)
         log_ref = torch.zeros_like(x[..., 0])
         if self.detector is not None:
             links, log_ref = link_features(x, mask, self.detector)

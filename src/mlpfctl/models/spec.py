@@ -143,6 +143,9 @@ class ModelSpec:
     head_features: bool = False
     # The detector description (``DetectorDescription.to_dict()``) when link features are on.
     detector: dict[str, Any] | None = None
+    # input_scaling = standard: per element type and feature, (center, scale) of sign(x) log(1 + |x|)
+    # over a sample of training events ([types][features][2]; column 0, the type, is unused).
+    input_stats: list[list[list[float]]] | None = None
 
     @property
     def embed_dim(self) -> int:
@@ -195,6 +198,15 @@ def _detector(
     return None if description is None else description.to_dict()
 
 
+def preset_value(section: ModelSection, key: str) -> Any:
+    """``section.<key>``, or its preset's value when unset."""
+    value = getattr(section, key)
+    if value is not None:
+        return value
+    preset = PRESETS.get(section.preset)
+    return None if preset is None else preset[section.type].get(key)
+
+
 def resolve_spec(
     section: ModelSection,
     *,
@@ -202,8 +214,10 @@ def resolve_spec(
     num_classes: int,
     num_element_types: int,
     detector: DetectorDescription | None = None,
+    input_stats: list[list[list[float]]] | None = None,
 ) -> ModelSpec:
-    """Fill every ``None`` field of ``section`` from its preset; ``detector`` is the dataset's."""
+    """Fill every ``None`` field of ``section`` from its preset; ``detector`` is the dataset's,
+    ``input_stats`` its feature statistics (needed by ``input_scaling = standard``)."""
     preset = PRESETS.get(section.preset)
     if preset is None:
         raise ConfigError(f"unknown model preset {section.preset!r}", f"available: {', '.join(PRESETS)}")
@@ -215,6 +229,11 @@ def resolve_spec(
             "model.track_momentum=keep needs model.outputs=corrections",
             "set model.outputs=corrections or model.track_momentum=regress",
         )
+    if values["input_scaling"] == "standard" and input_stats is None:
+        raise ConfigError(
+            "model.input_scaling=standard needs feature statistics of the training data",
+            "build the spec with mlpfctl.models.registry.spec_for(section, schema, sample_events)",
+        )
     return ModelSpec(
         type=section.type,
         num_features=num_features,
@@ -223,5 +242,6 @@ def resolve_spec(
         input_encoding=section.input_encoding,
         attention_mask=section.attention_mask,
         detector=_detector(section, link_mode, detector),
+        input_stats=input_stats if values["input_scaling"] == "standard" else None,
         **values,
     )

@@ -377,7 +377,7 @@ def setup_rank(request: TrainRequest) -> tuple[Context, Any]:
         )
     seed_everything(cfg.run.seed)
     data = DataStreams(cfg, env.rank, env.world_size)
-    spec = spec_for(cfg.model, data.schema)
+    spec = spec_for(cfg.model, data.schema, data.train)
     module = build_model(spec).to(device)
     model: nn.Module = module
     if env.world_size > 1:

@@ -136,3 +136,34 @@ def test_signed_log_keeps_sign_and_order() -> None:
     v = torch.tensor([-1500.0, -1.0, 0.0, 0.5, 1500.0])
     out = signed_log(v)
     assert out[2] == 0 and torch.all(out[1:] > out[:-1]) and out[-1] == pytest.approx(math.log1p(1500))
+
+
+def test_standard_scaling_makes_the_track_curvature_visible() -> None:
+    from mlpfctl.config.schema import ModelSection
+    from mlpfctl.data.events import Event, key4hep_schema
+    from mlpfctl.errors import ConfigError
+    from mlpfctl.models.features import ElementFeatures
+    from mlpfctl.models.registry import spec_for
+
+    rng = np.random.default_rng(0)
+    events = []
+    for _ in range(20):
+        rows = [track(float(rng.uniform(1, 20)), 0.0, 0.0, int(rng.choice([-1, 1]))) for _ in range(5)]
+        rows += [cluster(float(rng.uniform(1, 50)), 0.0, 1.0) for _ in range(5)]
+        x = np.asarray(rows, np.float32)
+        empty = np.zeros((10, 14), np.float32)
+        events.append(Event(X=x, ytarget=empty, ycand=empty))
+    schema = key4hep_schema()
+    section = ModelSection(preset="tiny", input_scaling="standard", link_features="off")
+    with pytest.raises(ConfigError, match="statistics"):
+        spec_for(section, schema)
+    spec = spec_for(section, schema, events)
+    assert spec.input_stats is not None and len(spec.input_stats) == 2
+    x = torch.from_numpy(np.stack([e.X for e in events[:4]]))
+    values = ElementFeatures(spec)(x, torch.ones(x.shape[:2], dtype=torch.bool)).values
+    omega = values[..., 13][x[..., 0] == 1]
+    assert 0.3 < float(omega.abs().mean()) < 3  # raw: ~1e-3, after the log alone: still ~1e-3
+    assert torch.equal(torch.sign(omega), torch.sign(x[..., 13][x[..., 0] == 1]))
+    assert torch.equal(values[..., 0], x[..., 0])  # the type column is untouched
+    # Without the option the statistics are not even computed.
+    assert spec_for(ModelSection(preset="tiny"), schema, events).input_stats is None
