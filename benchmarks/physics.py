@@ -50,6 +50,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "recipe": {},
     "no-links": {"model.link_features": "off"},
     "no-log": {"model.input_scaling": "none"},
+    "standard": {"model.input_scaling": "standard"},
+    "no-links-standard": {"model.link_features": "off", "model.input_scaling": "standard"},
     "no-corrections": {"model.outputs": "reference", "model.track_momentum": "regress"},
     "track-regress": {"model.track_momentum": "regress"},
     "lr-5e-4": {"train.lr": 5e-4},
@@ -129,6 +131,8 @@ def run_one(data: Path, variant: str, seed: int, workdir: Path, extra: dict[str,
     load_before = os.getloadavg()[0]
     result = train(TrainRequest(config=config, run_dir=run_dir, hooks=hook, quiet=True, resume=None))
     train_wall, train_cpu = time.perf_counter() - hook.start, time.process_time() - hook.cpu_start
+    if result.status != "completed":
+        raise SystemExit(f"error: {variant} seed {seed} stopped early ({result.status}); rerun to resume")
     summary = evaluate_run(load_run(run_dir), plots=False)
     model_info = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
     record = {

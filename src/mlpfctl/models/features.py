@@ -57,15 +57,36 @@ def signed_log(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(x.abs())
 
 
+# Hyperbolic functions from exp/log: the ONNX exporter (opset 17) has no Cosh/Sinh for aten.
+
+
+def cosh(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (torch.exp(x) + torch.exp(-x))
+
+
+def sinh(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (torch.exp(x) - torch.exp(-x))
+
+
+def asinh(x: torch.Tensor) -> torch.Tensor:
+    a = x.abs()
+    return torch.sign(x) * torch.log(a + torch.sqrt(a * a + 1.0))
+
+
+def hypot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(a * a + b * b)
+
+
 def _unit_from_angles(eta: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-    inv_cosh = 1.0 / torch.cosh(eta)
+    inv_cosh = 1.0 / cosh(eta)
     return torch.stack([cos * inv_cosh, sin * inv_cosh, torch.tanh(eta)], dim=-1)
 
 
 def helix_impact(
     pt: torch.Tensor,
     eta: torch.Tensor,
-    phi: torch.Tensor,
+    sin_phi: torch.Tensor,
+    cos_phi: torch.Tensor,
     charge: torch.Tensor,
     z0: torch.Tensor,
     *,
@@ -81,7 +102,7 @@ def helix_impact(
     phi - q alpha / 2 (positive charges bend clockwise in +B_z).
     """
     big_r = pt.clamp_min(1e-3) / (_CURVATURE * b_field)
-    cot = torch.sinh(eta)
+    cot = sinh(eta)
     ratio = radius / (2.0 * big_r)
     alpha_b = 2.0 * torch.asin(ratio.clamp(max=1.0))
     z_b = z0 + big_r * alpha_b * cot
@@ -93,8 +114,12 @@ def helix_impact(
     alpha = torch.where(barrel, alpha_b, alpha_e.clamp(0.0, 2.0 * math.pi))
     rho = torch.where(barrel, torch.full_like(pt, radius), 2.0 * big_r * torch.sin(alpha / 2.0).abs())
     z = torch.where(barrel, z_b, torch.sign(safe_cot) * half_length)
-    phi_i = phi - charge * alpha / 2.0
-    pos = torch.stack([rho * torch.cos(phi_i), rho * torch.sin(phi_i), z], dim=-1)
+    # azimuth phi - q alpha / 2 by rotating (cos phi, sin phi): no atan2, which ONNX turns into NaN at 0/0
+    turn = charge * alpha / 2.0
+    cos_t, sin_t = torch.cos(turn), torch.sin(turn)
+    cos_i = cos_phi * cos_t + sin_phi * sin_t
+    sin_i = sin_phi * cos_t - cos_phi * sin_t
+    pos = torch.stack([rho * cos_i, rho * sin_i, z], dim=-1)
     unit = pos / pos.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     return unit, barrel | endcap
 
@@ -109,14 +134,13 @@ def link_features(
     eta, sin, cos = x[..., _ETA], x[..., _SIN], x[..., _COS]
     mom = x[..., _P_OR_E].clamp_min(0.0)  # track p, cluster E
     charge = torch.sign(x[..., _OMEGA]) * det.omega_charge_sign
-    phi = torch.atan2(sin, cos)
     own = _unit_from_angles(eta, sin, cos)
     common = {"b_field": det.b_field}
     u_e, reached_e = helix_impact(
-        x[..., _PT], eta, phi, charge, x[..., _Z0], radius=det.ecal_r, half_length=det.ecal_z, **common
+        x[..., _PT], eta, sin, cos, charge, x[..., _Z0], radius=det.ecal_r, half_length=det.ecal_z, **common
     )
     u_h, reached_h = helix_impact(
-        x[..., _PT], eta, phi, charge, x[..., _Z0], radius=det.hcal_r, half_length=det.hcal_z, **common
+        x[..., _PT], eta, sin, cos, charge, x[..., _Z0], radius=det.hcal_r, half_length=det.hcal_z, **common
     )
     reached = is_trk & (reached_e | reached_h)
     far = _FAR * det.link_distance
@@ -141,7 +165,7 @@ def link_features(
 
     def sigma(e: torch.Tensor) -> torch.Tensor:
         e = e.clamp_min(0.0)
-        return torch.hypot(det.hcal_stochastic * e.sqrt(), det.hcal_constant * e).clamp_min(0.1)
+        return hypot(det.hcal_stochastic * e.sqrt(), det.hcal_constant * e).clamp_min(0.1)
 
     has_cl = n_link > 0
     excess_cl = mom - sum_p  # unlinked clusters: their whole energy
@@ -155,7 +179,7 @@ def link_features(
         torch.log1p(sum_p_link),
         torch.log1p(e_link),
         ratio_trk.clamp(-5.0, 5.0),
-        torch.where(linked, torch.asinh(excess_trk / sigma(e_link)), zero),
+        torch.where(linked, asinh(excess_trk / sigma(e_link)), zero),
         torch.where(linked, mom / sum_p_link.clamp_min(1e-3), zero),
     ]
     feats_cl = [
@@ -164,14 +188,13 @@ def link_features(
         torch.log1p(sum_p),
         torch.log1p(n_link),
         ratio_cl.clamp(-5.0, 5.0),
-        torch.asinh(excess_cl / sigma(mom)),
+        asinh(excess_cl / sigma(mom)),
         excess_cl.clamp_min(0.0) / mom.clamp_min(1e-3),
     ]
     calo = torch.where(reached_e[..., None], u_e, torch.where(reached_h[..., None], u_h, own))
     calo = torch.where(is_trk[..., None], calo, own)
-    calo_eta = torch.asinh(calo[..., 2] / torch.hypot(calo[..., 0], calo[..., 1]).clamp_min(1e-6))
-    calo_phi = torch.atan2(calo[..., 1], calo[..., 0])
-    columns = [calo_eta, torch.sin(calo_phi), torch.cos(calo_phi)]
+    rho = hypot(calo[..., 0], calo[..., 1]).clamp_min(1e-6)
+    columns = [asinh(calo[..., 2] / rho), calo[..., 1] / rho, calo[..., 0] / rho]
     columns += [torch.where(is_trk, t, c) for t, c in zip(feats_trk, feats_cl, strict=True)]
     out = torch.stack(columns, dim=-1) * mask[..., None].to(x.dtype)
     # Reference energy of a cluster: its excess over the linked tracks, floored at one resolution

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mlpfctl.errors import ConfigError
-from mlpfctl.models.features import TRACK, ElementInputs
+from mlpfctl.models.features import TRACK, ElementInputs, cosh
 from mlpfctl.models.spec import ModelSpec
 from mlpfctl.models.targets import X_E, X_PT
 
@@ -138,7 +138,7 @@ class RegressionHeads(nn.Module):
             angles.append(orig * scale + ab[..., 1])
         if self.mode == "reference":
             pt_real = torch.exp(pt.detach()) * x[..., X_PT]
-            p_real = pt_real * torch.cosh(angles[0].detach())
+            p_real = pt_real * cosh(angles[0].detach())
             e_real = torch.nan_to_num(torch.log(p_real / x[..., X_E]), nan=0.0, posinf=0.0, neginf=0.0)
             energy = e_real * (x[..., 0] != 0).to(x.dtype) + torch.relu(self.energy(h, onehot))
             return torch.stack([pt, *angles, energy], dim=-1)

@@ -58,7 +58,8 @@ def test_helix_matches_the_detector_simulation() -> None:
     )  # fmt: skip
     as_t = {k: torch.tensor(v, dtype=torch.float32) for k, v in dict(pt=pt, eta=eta, phi=phi, z0=z0).items()}
     unit, reached = helix_impact(
-        as_t["pt"], as_t["eta"], as_t["phi"], torch.tensor(charge, dtype=torch.float32), as_t["z0"],
+        as_t["pt"], as_t["eta"], torch.sin(as_t["phi"]), torch.cos(as_t["phi"]),
+        torch.tensor(charge, dtype=torch.float32), as_t["z0"],
         b_field=CLIC.b_field, radius=CLIC.ecal_r, half_length=CLIC.ecal_z,
     )  # fmt: skip
     assert reached.numpy().tolist() == sim.reached.tolist()
