@@ -82,6 +82,20 @@ def _unit_from_angles(eta: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -
     return torch.stack([cos * inv_cosh, sin * inv_cosh, torch.tanh(eta)], dim=-1)
 
 
+def _squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[B, N, M] squared Euclidean distances of [B, N, 3] and [B, M, 3] points, as one batched
+    product of augmented vectors: [a, |a|^2, 1] . [-2 b, 1, |b|^2] = |a - b|^2.
+
+    Float64, because the expansion cancels for nearby points (float32 would lose millimetres, and
+    ONNX Runtime and PyTorch would disagree); one matmul instead of a [B, N, M, 3] difference.
+    """
+    a64, b64 = a.double(), b.double()
+    na, nb = (a64 * a64).sum(-1, keepdim=True), (b64 * b64).sum(-1, keepdim=True)
+    lhs = torch.cat([a64, na, torch.ones_like(na)], dim=-1)
+    rhs = torch.cat([-2.0 * b64, torch.ones_like(nb), nb], dim=-1)
+    return torch.bmm(lhs, rhs.transpose(1, 2))
+
+
 def helix_impact(
     pt: torch.Tensor,
     eta: torch.Tensor,
@@ -145,13 +159,22 @@ def link_features(
     reached = is_trk & (reached_e | reached_h)
     far = _FAR * det.link_distance
     # [B, N, N] squared distances (mm^2) of track impacts to cluster directions on the ECAL and
-    # HCAL fronts, the nearer of the two; pairs that are not (reached track, cluster) are "far".
-    # Squared chords 2 r^2 (1 - cos) avoid square roots over the pair matrix.
-    penalty_e = (~(reached_e & reached))[..., :, None] * far**2 + (~is_cl)[..., None, :] * far**2
-    penalty_h = (~(reached_h & reached))[..., :, None] * far**2 + (~is_cl)[..., None, :] * far**2
-    d2_e = (1.0 - torch.einsum("bik,bjk->bij", u_e, own)) * (2.0 * det.ecal_r**2) + penalty_e
-    d2_h = (1.0 - torch.einsum("bik,bjk->bij", u_h, own)) * (2.0 * det.hcal_r**2) + penalty_h
-    d2 = torch.minimum(d2_e, d2_h)
+    # HCAL fronts, the nearer of the two. Pairs that are not (reached track, cluster) get points
+    # far apart on opposite sides, so no mask matrices are needed.
+    away = torch.zeros_like(own)
+    away[..., 0] = 10.0 * far
+
+    def points(unit: torch.Tensor, valid: torch.Tensor, radius: float, side: float) -> torch.Tensor:
+        return torch.where(valid[..., None], unit * radius, side * away)
+
+    d2 = torch.minimum(
+        _squared_distance(
+            points(u_e, reached_e & reached, det.ecal_r, 1.0), points(own, is_cl, det.ecal_r, -1.0)
+        ),
+        _squared_distance(
+            points(u_h, reached_h & reached, det.hcal_r, 1.0), points(own, is_cl, det.hcal_r, -1.0)
+        ),
+    ).to(x.dtype)
     d2_trk, nearest = d2.min(dim=-1)  # each track's nearest cluster
     d_trk = d2_trk.clamp(0.0, far**2).sqrt()
     d_cl = d2.min(dim=1).values.clamp(0.0, far**2).sqrt()  # each cluster's nearest track impact

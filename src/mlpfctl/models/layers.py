@@ -173,7 +173,5 @@ class OutputHeads(nn.Module):
         if self.head_features:
             h_id = torch.cat([h_id, inputs.values], dim=-1)
             h_reg = torch.cat([h_reg, inputs.values], dim=-1)
-        binary = torch.nan_to_num(self.binary(h_id), nan=0.0, posinf=0.0, neginf=0.0)
-        cls = torch.nan_to_num(self.cls(h_id), nan=0.0, posinf=0.0, neginf=0.0)
-        reg = torch.nan_to_num(self.reg(h_reg, x, inputs.log_reference), nan=0.0, posinf=0.0, neginf=0.0)
-        return binary, cls, reg
+        # Unlike the reference, NaN/inf outputs are not zeroed: the training loop must see divergence.
+        return self.binary(h_id), self.cls(h_id), self.reg(h_reg, x, inputs.log_reference)
