@@ -248,6 +248,42 @@ def print_table(heads: dict[str, dict[str, dict[str, Any]]], title: str) -> None
     Console(stderr=True).print(table)
 
 
+def plot_curves(records: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Validation jet IQR against training time, one line per run; the baseline for reference.
+
+    Time is the training process's CPU time: with one thread that is its wall time on an idle
+    core, and it does not stretch when colleagues load the machine (wall time is in the JSON).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlpfctl.atomic import atomic_open
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    baselines = []
+    for k, (variant, runs) in enumerate(records.items()):
+        for i, run in enumerate(runs):
+            points = [p for p in run["curve"] if p["jet_response_iqr"] is not None]
+            minutes = [p["cpu_s"] / 60 for p in points]
+            label = variant if i == 0 else None
+            iqr = [p["jet_response_iqr"] for p in points]
+            ax.plot(minutes, iqr, "o-", color=colours[k % 10], label=label)
+            baselines.append(run["baseline"]["jet_response_iqr"])
+    if baselines:
+        base = statistics.median(baselines)
+        ax.axhline(base, color="black", ls="--", label="rule-based baseline (test)")
+        ax.axhline(TARGET_JET_IQR_RATIO * base, color="grey", ls=":", label="target: 0.7 x baseline")
+    ax.set(xlabel="training time [CPU min, 1 thread]", ylabel="validation jet response IQR")
+    ax.set_title("MLPF learning curves")
+    ax.legend()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "-"
 
@@ -324,6 +360,7 @@ def main() -> int:
         "extra": extra,
     }
     path = write_result(opts.name, results, settings)
+    plot_curves(records, RESULTS / f"{opts.name}-curves.png")
     print(json.dumps({"targets": checks, "result": str(path.relative_to(RESULTS.parent.parent))}, indent=1))
     return 0
 
