@@ -78,9 +78,9 @@ def main() -> int:
 
     backend = select_backend(opts.device)
     device = backend.setup_process(0)
-    dtype = backend.autocast_dtype()
+    dtype = backend.autocast_dtype(device)
     dtype_name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32") if dtype else "fp32"
-    peak = backend.peak_flops(backend.device_name(device), dtype_name)
+    peak = backend.device_peak_flops(device, dtype_name)
 
     total = opts.warmup + opts.steps
     bucket = _batches(BucketBatchSampler(lengths, opts.max_elements, shuffle=True, seed=0), total)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -149,23 +150,142 @@ def test_two_task_gloo_ddp_training_job(tmp_path: Path) -> None:
     assert list(run_dir.glob("**/*.pt")) or list(run_dir.glob("**/checkpoint*"))
 
 
-@pytest.mark.slow
-def test_warning_signal_checkpoints_requeues_and_finishes(tmp_path: Path) -> None:
-    record = _submit_training(tmp_path, minutes=30, steps=300)
-    job_id = record["job_id"]
-    metrics = Path(record["run_dir"]) / "metrics.jsonl"
-    deadline = time.monotonic() + 600
-    while not (metrics.exists() and '"step"' in metrics.read_text()):  # training is under way
-        assert time.monotonic() < deadline, "training never started"
+# ---- the time-limit warning, for real: SLURM signals the batch script submit.warning_seconds
+# before the limit; the job stops the training at a step, checkpoints, requeues and resumes there.
+# The local SLURM's minimum --time is 1 minute and a requeued job waits ~2 minutes before it starts
+# again, so each of these takes 4-5 minutes.
+
+WARNED_TIME = ["--time", "3", "--set", "submit.warning_seconds=90"]  # the warning 90 s after start
+NEVER = ["--set", "train.checkpoint_every=1000000", "--set", "train.val_every=1000000"]
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _wait_for(what: str, predicate: Any, timeout: float, job_id: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job_id], check=False)
+            pytest.fail(f"job {job_id}: no {what} after {timeout:.0f} s")
         time.sleep(1)
-    # exactly what --signal=B:USR1@N does at the warning time, without waiting for it
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True, timeout=30)
-    row = wait_done(tmp_path, job_id, timeout=1200)
-    text = logs(tmp_path, job_id)
-    assert row["state"] == "COMPLETED", text
-    assert row["restarts"] >= 1 and "requeueing job" in text, text
-    steps = [json.loads(line).get("step", 0) for line in metrics.read_text().splitlines() if line.strip()]
-    assert max(steps) == 300  # the requeued run resumed and finished
+
+
+def _steps(metrics: Path) -> list[int]:
+    lines = [json.loads(line) for line in _text(metrics).splitlines() if line.strip()]
+    return [int(r["step"]) for r in lines if r.get("kind") == "train"]
+
+
+def _check_resume_at_the_warning_step(record: dict[str, Any], metrics: Path, result: Path) -> tuple[int, int]:
+    """Wait for the warning, the checkpoint and the requeue, then for the resumed run; return
+    (warning step, resume step). The resumed run is cancelled once it has shown where it started."""
+    job_id, log = record["job_id"], Path(record["run_dir"]) / f"slurm-{record['job_id']}.out"
+    try:
+        _wait_for("requeue", lambda: "requeueing job" in _text(log), 420, job_id)
+        text = _text(log)
+        # the srun client is never signalled: no "forcing job termination" (srun --kill-on-bad-exit
+        # may still end the last rank after the barrier, once the checkpoint is written)
+        assert "time-limit warning" in text and "forcing job termination" not in text, text
+        stopped = json.loads(_text(result)) if result.exists() else {}
+        warning_step = int(stopped.get("step", -1))
+        assert stopped.get("status") == "checkpointed" and warning_step > 0, (stopped, text)
+        before = _steps(metrics)
+        assert before and before[-1] == warning_step, (before[-5:], warning_step)
+        match = _wait_for(
+            "resumed run", lambda: re.search(r"resum\w* (?:at|from) step (\d+)", _text(log)), 420, job_id
+        )
+        resume_step = int(match.group(1))
+        _wait_for("step after the resume", lambda: len(_steps(metrics)) > len(before), 300, job_id)
+        after = _steps(metrics)
+        # no step twice, none missing: the resumed run continued exactly after the warning step
+        assert after == list(range(after[0], after[-1] + 1)), after
+        return warning_step, resume_step
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["srun", "torchrun"])
+def test_time_limit_warning_checkpoints_requeues_and_resumes_at_that_step(
+    tmp_path: Path, launcher: str
+) -> None:
+    if reason := _command_missing("train"):
+        pytest.skip(reason)
+    data = _generated(tmp_path)
+    train = ["train", "--data", str(data), "--steps", "1000000", "--backend", "cpu", "--preset", "tiny"]
+    train += [*NEVER, "--set", "train.log_every=1"]
+    record = submit(tmp_path, *WARNED_TIME, "--launcher", launcher, "--", *train)
+    run_dir = Path(record["run_dir"])
+    warning_step, resume_step = _check_resume_at_the_warning_step(
+        record, run_dir / "metrics.jsonl", run_dir / "result.json"
+    )
+    assert resume_step == warning_step
+    assert list((run_dir / "checkpoints").glob(f"*{warning_step}*")), list(run_dir.rglob("*"))
+    assert job_row(tmp_path, record["job_id"])["restarts"] >= 1
+
+
+@pytest.mark.slow
+def test_time_limit_warning_gives_the_hpo_trial_back_and_the_requeued_job_continues_it(
+    tmp_path: Path,
+) -> None:
+    for words in (("hpo", "run"), ("hpo", "worker"), ("train",)):
+        if reason := _command_missing(*words):
+            pytest.skip(reason)
+    data = _generated(tmp_path)
+    hpo = ["hpo", "--trials", "1", "--sampler", "random", "--scheduler", "none", "--max-resource", "1000000"]
+    hpo += ["--set", f"data.path={data}", "--set", "model.preset=tiny", "--set", "run.backend=cpu"]
+    hpo += [*NEVER, "--set", "train.log_every=1"]
+    record = submit(tmp_path, *WARNED_TIME, "--set", "submit.hpo_workers=1", "--", *hpo)
+    trial = Path(record["run_dir"]) / "hpo" / "mlpf" / "trial-00000" / "checkpoint"
+    job_id, log = record["job_id"], Path(record["run_dir"]) / f"slurm-{record['job_id']}.out"
+    try:
+        _wait_for("requeue", lambda: "requeueing job" in _text(log), 420, job_id)
+        text = _text(log)
+        given = re.search(r"trial 0 checkpointed at step (\d+)", text)
+        assert given and "forcing job termination" not in text, text
+        warning_step = int(given.group(1))
+        before = _steps(trial / "metrics.jsonl")
+        assert warning_step > 0 and before[-1] == warning_step, (before[-5:], text)
+        resumed = _wait_for(
+            "resumed trial",
+            lambda: re.search(r"trial 0 continues from its checkpoint at step (\d+)", _text(log)),
+            420,
+            job_id,
+        )
+        assert int(resumed.group(1)) == warning_step
+        _wait_for(
+            "step after the resume", lambda: len(_steps(trial / "metrics.jsonl")) > len(before), 300, job_id
+        )
+        after = _steps(trial / "metrics.jsonl")
+        assert after[len(before)] == warning_step + 1  # the training itself restarted at the warning step
+        assert after == list(range(after[0], after[-1] + 1)), after
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = Path(record["run_dir"]) / "optuna-journal.log"
+    study = optuna.load_study(study_name="mlpf", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+
+
+def test_a_bad_job_is_refused_before_anything_is_queued(tmp_path: Path) -> None:
+    for job in (["hpo", "--data", "X"], ["train", "--steps", "-1"]):
+        proc = run_cli("submit", "--", *job, env=submit_env(tmp_path), cwd=tmp_path, timeout=120)
+        assert proc.returncode == 2 and f"{job[0]} job:" in proc.stderr, proc.stderr
+    # sbatch runs only after the job script is written into its run directory and before the
+    # registry records it: neither exists
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "jobs.jsonl").exists()
+
+
+def test_cancel_of_a_job_id_slurm_does_not_know(tmp_path: Path) -> None:
+    proc = run_cli("cancel", "987654321", env=submit_env(tmp_path), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no job 987654321"), proc.stderr
 
 
 @pytest.mark.slow

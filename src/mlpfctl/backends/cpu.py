@@ -29,7 +29,7 @@ class CpuAdapter(BackendAdapter):
             details={"logical_cores": os.cpu_count()},
         )
 
-    def setup_process(self, local_rank: int) -> torch.device:
+    def _select_device(self, local_rank: int) -> torch.device:
         import torch
 
         return torch.device("cpu")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mlpfctl.backends import probes
 from mlpfctl.backends.base import DeviceInfo, ProbeResult
 from mlpfctl.backends.torch_cuda import TorchCudaAdapter, visible_indices
@@ -39,3 +41,7 @@ class CudaAdapter(TorchCudaAdapter):
             devices.append(DeviceInfo(logical, row["name"] if row else "NVIDIA GPU", mem))
         driver = rows[0]["driver"] if rows else None
         return ProbeResult(self.name, True, None, devices, driver_version=driver, runtime_version=cuda)
+
+    def has_native_bf16(self, props: dict[str, Any]) -> bool:
+        # bf16 tensor cores came with Ampere (compute capability 8.0); a V100 (7.0) emulates it.
+        return tuple(props["capability"]) >= (8, 0)

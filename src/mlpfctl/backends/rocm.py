@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlpfctl.backends import probes
+from mlpfctl.backends import probes, sdpa
 from mlpfctl.backends.base import DeviceInfo, ProbeResult
 from mlpfctl.backends.torch_cuda import TorchCudaAdapter
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Architectures without bf16 arithmetic (Vega, MI50/MI60): bf16 autocast would be emulated.
+_NO_BF16 = frozenset({"gfx803", "gfx900", "gfx906"})
 
 
 class RocmAdapter(TorchCudaAdapter):
@@ -50,8 +57,27 @@ class RocmAdapter(TorchCudaAdapter):
             },
         )
 
-    def environment(self) -> dict[str, str]:
-        env = super().environment()
-        # MIOpen's kernel cache on a shared file system is slow and racy across ranks.
-        env.setdefault("MIOPEN_USER_DB_PATH", "/tmp/miopen-${USER}")
-        return env
+    def has_native_bf16(self, props: dict[str, Any]) -> bool:
+        return props.get("arch") not in _NO_BF16
+
+    def sdpa_math_reason(self, device: torch.device) -> str | None:
+        """Why this device must run attention on the math kernel, or None when it need not."""
+        import torch
+
+        floor = self.descriptor.sdpa_math_below_torch
+        version = probes.torch_version()
+        if floor and sdpa.version_below(version, floor):
+            return f"torch {version} < {floor}: AOTriton SDPA is wrong with masks (pytorch/pytorch#147460)"
+        dtype = self.autocast_dtype(device) or torch.float32
+        if not probes.sdpa_fused_kernel_agrees(device, dtype):
+            return f"the memory-efficient SDPA kernel disagrees with the math kernel on this device ({dtype})"
+        return None
+
+    def prepare_model(self, module: nn.Module, device: torch.device) -> nn.Module:
+        reason = self.sdpa_math_reason(device)
+        if reason is not None:
+            from mlpfctl.console import warn
+
+            warn(f"attention runs on the math SDPA kernel: {reason}")
+            sdpa.restrict_to_math(module)
+        return module

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlpfctl.backends import probes
 from mlpfctl.backends.base import BackendAdapter
+from mlpfctl.backends.descriptors import DeviceIdentity
 
 if TYPE_CHECKING:
     import torch
 
 
 class TorchCudaAdapter(BackendAdapter):
-    def setup_process(self, local_rank: int) -> torch.device:
+    def _select_device(self, local_rank: int) -> torch.device:
         import torch
 
         count = torch.cuda.device_count()
@@ -28,36 +29,38 @@ class TorchCudaAdapter(BackendAdapter):
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
 
-    def autocast_dtype(self) -> torch.dtype | None:
+    @staticmethod
+    def _index(device: torch.device | None) -> int:
+        if device is not None and device.index is not None:
+            return int(device.index)
         import torch
 
-        dtype = super().autocast_dtype()
-        if dtype is torch.bfloat16 and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return int(torch.cuda.current_device())
+
+    def has_native_bf16(self, props: dict[str, Any]) -> bool:
+        """Whether the device computes bf16 in hardware (``torch.cuda.is_bf16_supported()`` also
+        counts emulation, which is slower than fp16 on a V100)."""
+        return True
+
+    def autocast_dtype(self, device: torch.device | None = None) -> torch.dtype | None:
+        import torch
+
+        dtype = super().autocast_dtype(device)
+        if dtype is torch.bfloat16 and not self.has_native_bf16(
+            probes.cuda_device_properties(self._index(device))
+        ):
             return torch.float16
         return dtype
 
+    def device_identity(self, device: torch.device) -> DeviceIdentity:
+        props = probes.cuda_device_properties(self._index(device))
+        return DeviceIdentity(props["name"], props["memory_bytes"], props["arch"], props["compute_units"])
+
     def device_name(self, device: torch.device) -> str:
-        import torch
+        return str(probes.cuda_device_properties(self._index(device))["name"])
 
-        return str(torch.cuda.get_device_name(device))
-
-    def synchronize(self, device: torch.device) -> None:
-        import torch
-
-        torch.cuda.synchronize(device)
-
-    def memory_stats(self, device: torch.device) -> dict[str, int]:
-        import torch
-
-        return {
-            "peak_allocated_bytes": int(torch.cuda.max_memory_allocated(device)),
-            "allocated_bytes": int(torch.cuda.memory_allocated(device)),
-        }
-
-    def reset_peak_memory(self, device: torch.device) -> None:
-        import torch
-
-        torch.cuda.reset_peak_memory_stats(device)
+    def _device_module(self) -> Any:
+        return probes.torch_device_module("cuda")
 
 
 def visible_indices(env_var: str, count: int) -> list[int]:

@@ -40,15 +40,26 @@ def size_config(base: Config, size: int, repeat: int) -> Config:
     )
 
 
+def _train_in_children(request: Any) -> Any:
+    """Train one point in child processes only, one rank included: the parent holds no device
+    between points (see ``train_scaling.run_point``)."""
+    from mlpfctl.launch.local import launch_local
+    from mlpfctl.train.api import train
+
+    if request.nproc > 1:
+        return train(request)  # spawns its ranks itself
+    return launch_local(train, 1, (request,), backend=request.config.run.backend)
+
+
 def run_law(request: LawRequest, progress: Any = None) -> tuple[list[BenchRecord], PowerLawFit]:
-    from mlpfctl.train.api import TrainRequest, train
+    from mlpfctl.train.api import TrainRequest
 
     records: list[BenchRecord] = []
     for size in request.sizes:
         losses: list[float] = []
         for repeat in range(request.repeats):
             run_dir = request.out_dir / "runs" / f"D{size}-r{repeat}"
-            result = train(
+            result = _train_in_children(
                 TrainRequest(
                     size_config(request.config, size, repeat), run_dir, nproc=request.nproc, quiet=True
                 )

@@ -72,7 +72,7 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
 
     from mlpfctl.bench.energy import EnergyMeter
     from mlpfctl.bench.timing import StepTimes, percentile
-    from mlpfctl.models.flops import train_flops
+    from mlpfctl.models.flops import mfu, train_flops
     from mlpfctl.train import loop
     from mlpfctl.train.api import TrainRequest
     from mlpfctl.train.optim import build_optimizer, build_scheduler
@@ -168,9 +168,7 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
                     "step_s_p90": percentile(times.step_s(), 90),
                     "comm_share": comm_share,
                     "tflops": flops_all / wall / 1e12 if wall else None,
-                    "mfu": (flops_all / wall) / (ctx.peak_flops * ctx.world_size)
-                    if ctx.peak_flops and wall
-                    else None,
+                    "mfu": mfu(flops_all, wall, ctx.peak_flops, ctx.world_size),
                     "peak_memory_mib": (float(per_rank_peak[0]) / 2**20) if per_rank_peak[0] > 0 else rss_mib,
                     "peak_memory_kind": "device" if per_rank_peak[0] > 0 else "host RSS",
                     "energy_j_per_event": joules / events if energy_j is not None and events else None,
@@ -189,11 +187,15 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
 
 
 def run_point(request: PointRequest) -> dict[str, Any]:
-    """Run one point: in-process for world 1, else ``world_size`` local ranks (gloo on CPU)."""
+    """Run one point as ``world_size`` local child processes, world size 1 included.
+
+    The parent never touches a device: it would keep a context (and its cache) on device 0 for
+    every later point, which fails in exclusive-process mode, and on Gaudi, where a module belongs
+    to one process, the point's rank 0 could not acquire the module the parent holds.
+    """
     from mlpfctl.launch.local import launch_local
 
-    if request.world_size == 1:
-        result: dict[str, Any] = rank_main(request)
-        return result
-    out: dict[str, Any] = launch_local(rank_main, request.world_size, (request,))
+    out: dict[str, Any] = launch_local(
+        rank_main, request.world_size, (request,), backend=request.config.run.backend
+    )
     return out

@@ -70,6 +70,9 @@ def _print_table(report: dict[str, Any]) -> None:
             )
             if v
         )
+        problem = info["details"].get("ipex_error")
+        if problem and info["available"]:  # usable without IPEX, but the user installed it for a reason
+            versions = f"{versions}; {problem}" if versions else problem
         mark = "[green]yes[/]" if info["available"] else "[red]no[/]"
         label = f"{name} [bold](auto)[/]" if name == report["auto"] else name
         table.add_row(

@@ -65,10 +65,9 @@ def show(
     if script is not None:
         from mlpfctl.systems.examples import example_request
         from mlpfctl.systems.render import render
-        from mlpfctl.systems.request import KINDS
+        from mlpfctl.systems.request import check_kind
 
-        if script not in KINDS:
-            raise typer.BadParameter(f"'{script}' is not one of {', '.join(KINDS)}", param_hint="--script")
+        check_kind(script)
         out.file.write(render(profile, example_request(profile, script)))
         out.file.flush()
         return

@@ -14,11 +14,29 @@ from mlpfctl.data.batch import Batch
 from mlpfctl.data.events import Event
 
 
-def collate_events(items: Sequence[tuple[int, Event]], pad_to: int | None = None) -> Batch:
-    """Pad every event to the longest in the batch (or to ``pad_to``, if larger)."""
+def bucket_width(longest: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket >= ``longest``; past the last one, the next multiple of it.
+
+    Graph-compiling devices (Gaudi) compile once per input shape: a few fixed widths instead of
+    one per longest event keep the compiled graphs reusable (the HPU backend turns this on).
+    """
+    for width in sorted(buckets):
+        if width >= longest:
+            return width
+    if not buckets:
+        return longest
+    last = max(buckets)
+    return -(-longest // last) * last
+
+
+def collate_events(
+    items: Sequence[tuple[int, Event]], pad_to: int | None = None, pad_buckets: Sequence[int] = ()
+) -> Batch:
+    """Pad every event to the longest in the batch (or to ``pad_to``, if larger), rounded up to
+    one of ``pad_buckets`` when given."""
     n_ev = len(items)
     longest = max((len(ev) for _, ev in items), default=0)
-    width = max(longest, pad_to or 0)
+    width = bucket_width(max(longest, pad_to or 0), pad_buckets)
     n_feat = items[0][1].X.shape[1] if items else 0
     X = np.zeros((n_ev, width, n_feat), np.float32)
     yt = np.zeros((n_ev, width, 7), np.float32)
@@ -77,6 +95,7 @@ def make_loader(
     pin_memory: bool = False,
     *,
     pad_to: int | None = None,
+    pad_buckets: Sequence[int] = (),
 ) -> DataLoader[Batch]:
     """A loader of ``Batch`` objects for ``dataset`` in the order of ``batch_sampler``."""
     if hasattr(batch_sampler, "_tracked"):
@@ -84,7 +103,7 @@ def make_loader(
     return EventLoader(
         _Indexed(dataset),  # type: ignore[arg-type]
         batch_sampler=batch_sampler,
-        collate_fn=functools.partial(collate_events, pad_to=pad_to),
+        collate_fn=functools.partial(collate_events, pad_to=pad_to, pad_buckets=tuple(pad_buckets)),
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,

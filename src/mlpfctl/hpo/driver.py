@@ -1,8 +1,9 @@
 """``mlpfctl hpo run``: create (or resume) the study, queue its configurations, start local workers.
 
 Two levels of parallelism: ``workers`` trials at once, each a ``ranks_per_trial``-rank DDP run.
-Worker i gets devices ``[i*K, (i+1)*K)`` of the visible list through the backend's visible-devices
-variable; on CPU the ranks are just processes. Workers are separate OS processes running
+Worker i gets devices ``[i*K, (i+1)*K)`` of the backend's device pool through its visible-devices
+variable (``mlpfctl.backends.partition``); on CPU the ranks are just processes. Workers are separate
+OS processes running
 ``mlpfctl hpo worker`` (what a SLURM job step runs too); the storage URL travels in their
 environment (``MLPFCTL_HPO__STORAGE``), never on a command line where ``ps`` would show a password.
 """
@@ -19,20 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlpfctl.console import log, warn
-from mlpfctl.errors import ConfigError, RuntimeFailure, UsageError
+from mlpfctl.errors import EXIT_CHECKPOINTED, Checkpointed, RuntimeFailure, UsageError
 from mlpfctl.hpo.asha import ATTR_KIND, ATTR_SLOT
 from mlpfctl.hpo.settings import SETTINGS_ATTR, StudySettings, load_settings
 from mlpfctl.hpo.storage import StorageSpec, open_storage
 
 if TYPE_CHECKING:
     import optuna
-
-VISIBLE_DEVICE_VARS = (
-    "CUDA_VISIBLE_DEVICES",
-    "HIP_VISIBLE_DEVICES",
-    "ZE_AFFINITY_MASK",
-    "HABANA_VISIBLE_MODULES",
-)
 
 
 @dataclass
@@ -60,7 +54,7 @@ class RunRequest:
             "objective": s.objective or "mlpf (training)",
             "space": s.space.get("name"),
             "workdir": s.workdir,
-            "devices": device_slices(self.workers, s.ranks_per_trial, self.env),
+            "devices": device_slices(self.workers, s.ranks_per_trial, self.env, _backend(s)),
         }
 
 
@@ -71,37 +65,27 @@ class RunResult:
     worker_exit_codes: list[int]
 
 
-def device_slices(workers: int, ranks_per_trial: int, env: Mapping[str, str]) -> list[dict[str, str]]:
-    """Per-worker environment updates that pin worker i to devices [i*K, (i+1)*K)."""
-    for var in VISIBLE_DEVICE_VARS:
-        if env.get(var):
-            devices = [d.strip() for d in env[var].split(",") if d.strip()]
-            break
-    else:
-        var, devices = "CUDA_VISIBLE_DEVICES", [str(i) for i in range(_cuda_count(env))]
-    if not devices:
-        return [{} for _ in range(workers)]  # CPU: ranks are processes, nothing to pin
-    need = workers * ranks_per_trial
-    if len(devices) < need:
-        raise ConfigError(
-            f"{workers} workers x {ranks_per_trial} ranks per trial need {need} devices, "
-            f"{len(devices)} visible ({var})",
-            "lower --workers or --ranks-per-trial",
-        )
-    k = ranks_per_trial
-    return [{var: ",".join(devices[i * k : (i + 1) * k])} for i in range(workers)]
+def device_slices(
+    workers: int, ranks_per_trial: int, env: Mapping[str, str], backend: str = "auto"
+) -> list[dict[str, str]]:
+    """Per-worker environment updates that pin worker i to devices [i*K, (i+1)*K) of the pool.
 
-
-def _cuda_count(env: Mapping[str, str]) -> int:
+    The backend's adapter decides the variable (ROCR_VISIBLE_DEVICES on ROCm, HABANA_VISIBLE_MODULES
+    on Gaudi, ZE_AFFINITY_MASK on XPU, CUDA_VISIBLE_DEVICES on NVIDIA), narrows what the job
+    already set (SLURM's binding) and counts devices with its own probe. ``MLPFCTL_HPO_NO_DEVICE_PROBE``
+    pins nothing (host-only tests).
+    """
     if env.get("MLPFCTL_HPO_NO_DEVICE_PROBE"):
-        return 0
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=20, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+        return [{} for _ in range(workers)]
+    from mlpfctl.backends import select_backend
+    from mlpfctl.backends.partition import partition
+
+    return partition(select_backend(backend), workers, ranks_per_trial, env)
+
+
+def _backend(settings: StudySettings) -> str:
+    run = settings.base_config.get("run", {})
+    return str(run.get("backend", "auto")) if isinstance(run, dict) else "auto"
 
 
 def prepare_study(request: RunRequest) -> optuna.Study:
@@ -165,7 +149,9 @@ def worker_command(study: str, index: int) -> list[str]:
 def run_driver(request: RunRequest) -> RunResult:
     """Prepare the study, run the workers to completion, return the final state counts."""
     prepare_study(request)
-    slices = device_slices(request.workers, request.settings.ranks_per_trial, request.env)
+    slices = device_slices(
+        request.workers, request.settings.ranks_per_trial, request.env, _backend(request.settings)
+    )
     procs: list[subprocess.Popen[bytes]] = []
     base_env = dict(request.env)
     base_env["MLPFCTL_HPO__STORAGE"] = request.storage.url
@@ -188,7 +174,17 @@ def run_driver(request: RunRequest) -> RunResult:
             f"every trial of study '{request.study}' failed; first error: {_first_error(request)}",
             "fix the objective (see the warnings above), then run again with --resume or a new --study",
         )
-    if any(codes):
+    stopped = bool(codes) and EXIT_CHECKPOINTED in codes and all(c in (0, EXIT_CHECKPOINTED) for c in codes)
+    if stopped and (states.get("RUNNING", 0) or _unfinished_slots(request)):
+        # The workers stopped on a stop request (SLURM's time-limit warning reaches every process
+        # of the job step) and gave their checkpointed trials back: the study continues on --resume.
+        raise Checkpointed(
+            f"the workers stopped on a stop request; study '{request.study}' is checkpointed "
+            f"({_counts(states)})",
+            "continue it: mlpfctl hpo run --resume with the same --storage and --study "
+            "(a requeued SLURM job does it itself)",
+        )
+    if any(codes) and not stopped:
         if states.get("RUNNING", 0) or _unfinished_slots(request):
             raise RuntimeFailure(
                 f"workers exited with codes {codes} and the study is unfinished",
@@ -197,6 +193,10 @@ def run_driver(request: RunRequest) -> RunResult:
         # A worker died (killed, node lost) but the others re-ran its trial: the study is whole.
         warn(f"worker exit codes {codes}: the surviving workers completed the study")
     return RunResult(request.study, states, codes)
+
+
+def _counts(states: Mapping[str, int]) -> str:
+    return ", ".join(f"{name.lower()} {count}" for name, count in sorted(states.items())) or "no trials"
 
 
 def _first_error(request: RunRequest) -> str:

@@ -38,6 +38,17 @@ class Diverged(RuntimeFailure):
     """The objective produced NaN/inf (or the training loop said it diverged)."""
 
 
+class TrialCheckpointed(Exception):
+    """The trial's training stopped on a stop request (SLURM's time-limit warning) after writing
+    a checkpoint at ``step`` into ``checkpoint_dir``: not a result. The worker gives the trial
+    back to the study, and whoever claims it next continues from that checkpoint."""
+
+    def __init__(self, step: int, checkpoint_dir: Path) -> None:
+        super().__init__(f"checkpointed at step {step} in {checkpoint_dir}")
+        self.step = step
+        self.checkpoint_dir = checkpoint_dir
+
+
 @dataclass
 class Reporter:
     """Writes intermediate values to the study and asks the pruner; picklable (travels to rank 0).
@@ -242,9 +253,9 @@ def mlpf_objective(ctx: TrialContext) -> float | list[float]:
     except DivergedError as exc:
         raise Diverged(f"training diverged: {exc}", "the study continues") from None
     if result.status == "checkpointed":
-        # The training loop caught SIGTERM/SIGUSR1 (SLURM preemption), checkpointed and returned:
-        # not a result. The worker fails the trial and re-queues it, then stops.
-        raise KeyboardInterrupt
+        # The training loop caught SIGTERM/SIGUSR1 (a time-limit warning, preemption), wrote a
+        # checkpoint and returned: not a result. The worker gives the trial back and stops.
+        raise TrialCheckpointed(result.step, ctx.checkpoint_dir)
     if result.status == "pruned":
         import optuna
 

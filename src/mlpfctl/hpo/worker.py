@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from mlpfctl.console import log, warn
-from mlpfctl.errors import MlpfctlError, RuntimeFailure, UsageError
+from mlpfctl.errors import Checkpointed, MlpfctlError, RuntimeFailure, UsageError
 from mlpfctl.hpo.asha import (
     ATTR_BUDGET,
     ATTR_CHECKPOINT,
@@ -40,7 +40,14 @@ from mlpfctl.hpo.asha import (
     claim_order,
     job_ranks,
 )
-from mlpfctl.hpo.objective import Diverged, Reporter, TrialContext, load_objective, mlpf_objective
+from mlpfctl.hpo.objective import (
+    Diverged,
+    Reporter,
+    TrialCheckpointed,
+    TrialContext,
+    load_objective,
+    mlpf_objective,
+)
 from mlpfctl.hpo.settings import StudySettings, load_settings
 from mlpfctl.hpo.space import SearchSpace, same_config
 from mlpfctl.hpo.storage import ATTR_RETRY_OF, Liveness, StorageSpec, open_storage
@@ -49,6 +56,9 @@ if TYPE_CHECKING:
     import optuna
 
 MAX_DEDUPE_ATTEMPTS = 20
+# a trial given back after checkpointing at a stop request: where and at which step it continues
+ATTR_RESUME = "mlpfctl.resume_from"
+ATTR_RESUME_STEP = "mlpfctl.resume_step"
 
 
 @dataclass
@@ -125,16 +135,28 @@ class Worker:
         started = time.monotonic()
         previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
         try:
-            self._loop(result, started)
+            stopped = self._loop(result, started)
         except _Interrupted:
             raise KeyboardInterrupt from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+        if stopped:
+            raise Checkpointed(
+                f"worker {self.request.worker_index} stopped on a stop request (time-limit warning) after "
+                f"{result.jobs} job(s); running trials were checkpointed and given back to the study",
+                "continue the study: mlpfctl hpo run --resume (a requeued SLURM job does it itself)",
+            )
         return result
 
-    def _loop(self, result: WorkerResult, started: float) -> None:
+    def _loop(self, result: WorkerResult, started: float) -> bool:
+        """Work until done; True when it stopped on a stop request (see mlpfctl.train.signals)."""
+        from mlpfctl.train.signals import stop_requested
+
         while self.request.max_jobs is None or result.jobs < self.request.max_jobs:
+            if stop_requested():
+                log(f"worker {self.request.worker_index}: stop requested; claiming no more trials")
+                return True
             self._reap()
             if self.settings.timeout is not None and time.monotonic() - started > self.settings.timeout:
                 log(f"worker {self.request.worker_index}: timeout reached, stopping")
@@ -147,12 +169,15 @@ class Worker:
                 break
             outcome = self._run_job(trial_id)
             result.jobs += 1
+            if outcome == "checkpointed":
+                return True
             if outcome in ("complete", "top", "paused"):
                 result.completed += 1
             elif outcome in ("pruned", "diverged"):
                 result.pruned += 1
             elif outcome != "duplicate":
                 result.failed += 1
+        return False
 
     def _reap(self) -> None:
         import optuna
@@ -257,6 +282,10 @@ class Worker:
             self._copy_parent_curve(trial, attrs)
         else:
             rung, budget, start, resume, ranks = None, s.max_resource, 0, None, s.ranks_per_trial
+        if ATTR_RESUME in attrs:  # given back at a stop request: continue from its own checkpoint
+            resume = attrs[ATTR_RESUME]
+            step = attrs.get(ATTR_RESUME_STEP)
+            log(f"trial {number} continues from its checkpoint at step {step} ({resume})")
         trial.set_user_attr(ATTR_RANKS, ranks)
         run_dir = self.workdir / f"trial-{number:05d}"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -293,6 +322,8 @@ class Worker:
             raw = self.objective(ctx)
         except optuna.TrialPruned:
             return self._finish(trial, optuna.trial.TrialState.PRUNED, None, "pruned")
+        except TrialCheckpointed as exc:
+            return self._give_back(trial, exc)
         except Diverged as exc:
             trial.set_user_attr("mlpfctl.error", exc.message)
             state = (
@@ -349,6 +380,23 @@ class Worker:
             warn(f"trial {trial.number} was already failed as stale by another worker: result dropped")
             return "failed"
         return outcome
+
+    def _give_back(self, trial: optuna.Trial, stop: TrialCheckpointed) -> str:
+        """A trial that checkpointed at a stop request goes back to WAITING, not FAIL: it keeps its
+        number, run directory and reported values, and is claimed first (as a retry of itself, which
+        costs no retry) by the next worker, which continues from ``stop.step``."""
+        import optuna
+
+        trial.set_user_attr(ATTR_RESUME, str(stop.checkpoint_dir))
+        trial.set_user_attr(ATTR_RESUME_STEP, stop.step)
+        trial.set_user_attr(ATTR_RETRY_OF, trial.number)
+        trial.set_user_attr(ATTR_OUTCOME, "checkpointed")
+        self.study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.WAITING)
+        log(
+            f"worker {self.request.worker_index}: trial {trial.number} checkpointed at step {stop.step} "
+            f"({stop.checkpoint_dir}): given back to the study"
+        )
+        return "checkpointed"
 
     def _copy_parent_curve(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         parent_number = attrs.get(ATTR_PARENT)

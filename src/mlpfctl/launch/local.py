@@ -4,6 +4,8 @@ Each child gets RANK/LOCAL_RANK/WORLD_SIZE/LOCAL_WORLD_SIZE/MASTER_ADDR/MASTER_P
 loopback port, runs ``fn(*args)`` and sends back its result or its error. If any rank fails the
 others are terminated and the failure is raised in the parent with the rank that caused it.
 SIGTERM/SIGUSR1/SIGINT sent to the parent (SLURM's time-limit warning) are forwarded to the ranks.
+With ``backend`` the ranks get their devices from that backend's partition (every rank the same
+list of ``nprocs`` devices, each taking the one at its local rank); the parent takes none.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ def _rebuild_error(rank: int, payload: tuple[Any, ...]) -> MlpfctlError:
     else:
         exc = RuntimeFailure(f"rank {rank} failed: {message}", hint or "see the rank's log above")
         exc.exit_code = code
-    if len(payload) > 4:
-        exc.__notes__ = [payload[4]]  # the child's traceback, for debugging logs only
+    if len(payload) > 4 and sys.version_info >= (3, 11):
+        exc.add_note(payload[4])  # the child's traceback, for debugging logs only (3.11+ shows notes)
     return exc
 
 
@@ -76,10 +78,12 @@ def launch_local(
     *,
     env: Mapping[str, str] | None = None,
     master_port: int | None = None,
+    backend: str | None = None,
 ) -> Any:
     """Run ``fn(*args)`` in ``nprocs`` spawned ranks; return rank 0's return value."""
     if nprocs < 1:
         raise errors.UsageError(f"--nproc {nprocs} must be >= 1", "use --nproc 1 or more")
+    devices = _devices(backend, nprocs, env)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = master_port or free_port()
@@ -94,6 +98,7 @@ def launch_local(
     for rank in range(nprocs):
         child_env = {
             **(env or {}),
+            **devices,
             "RANK": str(rank),
             "LOCAL_RANK": str(rank),
             "WORLD_SIZE": str(nprocs),
@@ -132,6 +137,16 @@ def launch_local(
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+
+
+def _devices(backend: str | None, nprocs: int, env: Mapping[str, str] | None) -> dict[str, str]:
+    """The visible-devices setting shared by the ranks of one launch ({} for host processes)."""
+    if backend is None:
+        return {}
+    from mlpfctl.backends import select_backend
+    from mlpfctl.backends.partition import partition
+
+    return partition(select_backend(backend), 1, nprocs, {**os.environ, **(env or {})})[0]
 
 
 def _collect(procs: list[Any], results: Any, nprocs: int) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 from mlpfctl.config.schema import SubmitSection
 from mlpfctl.systems.profiles import SystemProfile
@@ -25,8 +26,10 @@ def example_request(
     *,
     nodes: int = 2,
     out_dir: str = "/scratch/mlpf/runs",
-    python: str = "/opt/mlpf/venv/bin/python",
+    python: str | None = "/opt/mlpf/venv/bin/python",
+    **submit: object,
 ) -> JobRequest:
+    """The example job; ``submit`` sets more [submit] keys (array, container, sbatch_args...)."""
     part = profile.partitions[profile.default_partition]
     time_s = min(2 * 3600, part.max_time_s or 2 * 3600)
     settings = SubmitSection(
@@ -37,6 +40,7 @@ def example_request(
     )
     if part.gpus_per_node == 0:
         settings = replace(settings, tasks_per_node=2)
+    settings = replace(settings, **submit)  # type: ignore[arg-type]
     return build_request(
         profile,
         settings,
@@ -46,4 +50,5 @@ def example_request(
         run_name=f"{profile.name}-{kind}",
         now=datetime(2026, 1, 1),
         python=python,
+        workdir=Path(out_dir).parent,
     )

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from mlpfctl.compat import tomllib
 from mlpfctl.errors import ConfigError, UsageError
 from mlpfctl.resources import resource_dir
 from mlpfctl.systems.slurmtime import format_time, parse_time
@@ -42,6 +41,11 @@ class Partition:
     qos: str | None = None
     # the value for --partition; differs from ``name`` where a QOS selects the pool ("" = none)
     slurm_partition: str | None = None
+    # sub-node jobs on shared GPU partitions: CPU cores and memory that go with each GPU (billing)
+    cpus_per_gpu: int | None = None
+    mem_per_gpu: str | None = None
+    # a GPU partition that bills GPUs whatever a job uses: a CPU-only job there is refused
+    require_gpus: bool = False
 
     @property
     def sbatch_partition(self) -> str:
@@ -56,6 +60,14 @@ class Software:
     container: str | None = None
     container_exec: str = "singularity exec"
     setup: tuple[str, ...] = ()
+    # modules for jobs in a container (None: ``modules``); a host Python/PyTorch module would put
+    # the host's site-packages on PYTHONPATH inside the image
+    container_modules: tuple[str, ...] | None = None
+    # the image `mlpfctl container recipe` builds on: the centre's recommended PyTorch image
+    # (docker://... or a local .sif path); "" when the centre runs no Apptainer/Singularity
+    container_base: str = ""
+    # how to build the recipe's image there ({image}, {definition}); default: "<exec tool> build"
+    container_build: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,10 @@ class SystemProfile:
     software: Software = field(default_factory=Software)
     node_local_cache: str = ""
     miopen_cache: bool = False
+    # hardware threads per core when SLURM counts threads as CPUs: OpenMP gets one thread per core
+    threads_per_core: int = 1
+    # torchrun on the rendezvous node advertises MASTER_ADDR (PyTorch >= 2.5 needs it on JSC)
+    rdzv_local_addr: bool = False
 
     def partition(self, name: str | None) -> Partition:
         key = name or self.default_partition
@@ -88,7 +104,7 @@ class SystemProfile:
             return self.partitions[key]
         raise UsageError(
             f"system '{self.name}' has no partition '{key}'",
-            f"{_did_you_mean(key, self.partitions)}use one of: {', '.join(self.partitions)} "
+            f"{did_you_mean(key, self.partitions)}use one of: {', '.join(self.partitions)} "
             f"(--partition NAME; limits: mlpfctl systems show {self.name})",
         )
 
@@ -108,6 +124,8 @@ class SystemProfile:
             "constraint": self.constraint,
             "storage_dir": self.storage_dir,
             "discover": self.discover,
+            "threads_per_core": self.threads_per_core,
+            "rdzv_local_addr": self.rdzv_local_addr,
             "sbatch": list(self.sbatch),
             "srun": list(self.srun),
             "env": dict(self.env),
@@ -118,6 +136,11 @@ class SystemProfile:
                 "container": self.software.container,
                 "container_exec": self.software.container_exec,
                 "setup": list(self.software.setup),
+                "container_modules": (
+                    None if self.software.container_modules is None else list(self.software.container_modules)
+                ),
+                "container_base": self.software.container_base,
+                "container_build": self.software.container_build,
             },
             "cache": {"node_local": self.node_local_cache, "miopen": self.miopen_cache},
             "partitions": {
@@ -132,15 +155,20 @@ class SystemProfile:
                     "exclusive": p.exclusive,
                     "qos": p.qos,
                     "slurm_partition": p.sbatch_partition,
+                    "cpus_per_gpu": p.cpus_per_gpu,
+                    "mem_per_gpu": p.mem_per_gpu,
+                    "require_gpus": p.require_gpus,
                 }
                 for p in self.partitions.values()
             },
         }
 
 
-def _did_you_mean(name: str, options: Mapping[str, Any] | list[str]) -> str:
-    guess = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f"did you mean '{guess[0]}'? " if guess else ""
+def did_you_mean(name: str, options: Mapping[str, Any] | Sequence[str]) -> str:
+    """``"did you mean 'x'? "`` for the closest of ``options`` (case-insensitive), or ``""``."""
+    by_folded = {str(option).lower(): str(option) for option in options}
+    guess = difflib.get_close_matches(name.lower(), list(by_folded), n=1, cutoff=0.6)
+    return f"did you mean '{by_folded[guess[0]]}'? " if guess else ""
 
 
 def search_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
@@ -166,9 +194,14 @@ def profile_files(env: Mapping[str, str] | None = None) -> dict[str, Path]:
 def load_profile(name: str, env: Mapping[str, str] | None = None) -> SystemProfile:
     files = profile_files(env)
     if name not in files:
+        # system names are lower case; a user may well type LUMI or Jureca
+        folded = [known for known in files if known.lower() == name.lower()]
+        if len(folded) == 1:
+            name = folded[0]
+    if name not in files:
         raise UsageError(
             f"unknown system '{name}'",
-            f"{_did_you_mean(name, files)}known systems: {', '.join(files)} (mlpfctl systems); "
+            f"{did_you_mean(name, files)}known systems: {', '.join(files)} (mlpfctl systems); "
             f"add your own as ~/.config/mlpfctl/systems/{name}.toml",
         )
     return read_profile(files[name])
@@ -202,6 +235,8 @@ _TOP_KEYS = {
     "constraint": str,
     "storage_dir": str,
     "discover": bool,
+    "threads_per_core": int,
+    "rdzv_local_addr": bool,
     "sbatch": list,
     "srun": list,
     "env": dict,
@@ -220,6 +255,9 @@ _PARTITION_KEYS = {
     "exclusive": bool,
     "qos": str,
     "slurm_partition": str,
+    "cpus_per_gpu": int,
+    "mem_per_gpu": str,
+    "require_gpus": bool,
 }
 _SOFTWARE_KEYS = {
     "module_purge": bool,
@@ -228,6 +266,9 @@ _SOFTWARE_KEYS = {
     "container": str,
     "container_exec": str,
     "setup": list,
+    "container_modules": list,
+    "container_base": str,
+    "container_build": str,
 }
 _CACHE_KEYS = {"node_local": str, "miopen": bool}
 _TYPE_NAMES = {str: "a string", bool: "true/false", int: "an integer", list: "a list", dict: "a table"}
@@ -250,7 +291,7 @@ class _Reader:
             if expected is None:
                 raise self.error(
                     f"unknown key '{where}{key}'",
-                    f"{_did_you_mean(key, list(schema))}allowed: {', '.join(schema)}",
+                    f"{did_you_mean(key, list(schema))}allowed: {', '.join(schema)}",
                 )
             ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
             if not ok:
@@ -266,8 +307,13 @@ class _Reader:
     def choice(self, key: str, value: str, allowed: tuple[str, ...]) -> str:
         if value not in allowed:
             raise self.error(
-                f"'{key}' = {value!r} is not allowed", f"{_did_you_mean(value, list(allowed))}use {allowed}"
+                f"'{key}' = {value!r} is not allowed", f"{did_you_mean(value, list(allowed))}use {allowed}"
             )
+        return value
+
+    def positive(self, key: str, value: int) -> int:
+        if value < 1:
+            raise self.error(f"'{key}' = {value} is out of range", "use a count >= 1")
         return value
 
     def partition(self, name: str, body: Any) -> Partition:
@@ -279,7 +325,7 @@ class _Reader:
                 raise self.error(
                     f"partition '{name}' lacks '{key}'", f"add {key} = ... to [partitions.{name}]"
                 )
-        for key in ("gpus_per_node", "cpus_per_node", "max_nodes"):
+        for key in ("gpus_per_node", "cpus_per_node", "max_nodes", "cpus_per_gpu"):
             if key in raw and raw[key] < (0 if key == "gpus_per_node" else 1):
                 raise self.error(
                     f"'partitions.{name}.{key}' = {raw[key]} is out of range", "use a count >= 1"
@@ -299,6 +345,9 @@ class _Reader:
             exclusive=raw.get("exclusive", False),
             qos=raw.get("qos"),
             slurm_partition=raw.get("slurm_partition"),
+            cpus_per_gpu=raw.get("cpus_per_gpu"),
+            mem_per_gpu=raw.get("mem_per_gpu"),
+            require_gpus=raw.get("require_gpus", False),
         )
 
     def profile(self) -> SystemProfile:
@@ -313,7 +362,7 @@ class _Reader:
         if default not in partitions:
             raise self.error(
                 f"default_partition '{default}' is not one of the partitions",
-                f"{_did_you_mean(default, partitions)}partitions: {', '.join(partitions)}",
+                f"{did_you_mean(default, partitions)}partitions: {', '.join(partitions)}",
             )
         env = top.get("env", {})
         for key, value in env.items():
@@ -347,7 +396,14 @@ class _Reader:
                 container=software.get("container"),
                 container_exec=software.get("container_exec", "singularity exec"),
                 setup=tuple(software.get("setup", ())),
+                container_modules=(
+                    tuple(software["container_modules"]) if "container_modules" in software else None
+                ),
+                container_base=software.get("container_base", ""),
+                container_build=software.get("container_build", ""),
             ),
             node_local_cache=cache.get("node_local", ""),
             miopen_cache=cache.get("miopen", False),
+            threads_per_core=self.positive("threads_per_core", top.get("threads_per_core", 1)),
+            rdzv_local_addr=top.get("rdzv_local_addr", False),
         )

@@ -115,7 +115,7 @@ def train(request: TrainRequest) -> TrainResult:
     from mlpfctl.launch.local import launch_local
 
     # launch_local forwards SIGTERM/SIGUSR1 to the ranks, which checkpoint and return.
-    outcome = launch_local(_rank_main, request.nproc, args=(request,))
+    outcome = launch_local(_rank_main, request.nproc, args=(request,), backend=request.config.run.backend)
     if not isinstance(outcome, RankOutcome):
         raise RuntimeFailure("rank 0 returned no training result", "see the rank logs above")
     return outcome.unwrap()

@@ -30,7 +30,7 @@ from mlpfctl.config.loader import to_toml
 from mlpfctl.config.schema import Config
 from mlpfctl.console import err
 from mlpfctl.errors import DataError, RuntimeFailure
-from mlpfctl.models.flops import train_flops
+from mlpfctl.models.flops import mfu, train_flops
 from mlpfctl.models.loss import TERM_NAMES, LossWeights, loss_sums, reduce_loss
 from mlpfctl.models.registry import build_model, count_parameters, spec_for
 from mlpfctl.models.spec import ModelSpec
@@ -171,6 +171,7 @@ class DataStreams:
         self.cfg = cfg
         self.rank = rank
         self.world_size = world_size
+        self.pad_buckets: tuple[int, ...] = ()  # fixed batch widths (graph-compiling backends)
         dataset = open_dataset(cfg.data.path, format=cfg.data.format, cache_bytes=cfg.data.cache_mb * 2**20)
         self.schema = dataset.schema
         self.train, self.valid, self.test = split_dataset(
@@ -234,7 +235,9 @@ class DataStreams:
     def loader(self, dataset: Any, batches: list[list[int]]) -> Iterator[Any]:
         from mlpfctl.data.collate import make_loader
 
-        return rng_neutral(make_loader(dataset, batches, self.cfg.data.num_workers))
+        return rng_neutral(
+            make_loader(dataset, batches, self.cfg.data.num_workers, pad_buckets=self.pad_buckets)
+        )
 
     def valid_batches(self, dataset: Any, max_events: int | None) -> list[list[int]]:
         sampler = self._sampler(dataset.lengths, shuffle=False, drop_last=False)
@@ -377,17 +380,17 @@ def setup_rank(request: TrainRequest) -> tuple[Context, Any]:
         )
     seed_everything(cfg.run.seed)
     data = DataStreams(cfg, env.rank, env.world_size)
+    data.pad_buckets = backend.padding_buckets()
     spec = spec_for(cfg.model, data.schema, data.train)
-    module = build_model(spec).to(device)
+    module = backend.prepare_model(build_model(spec).to(device), device)
     model: nn.Module = module
     if env.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
-    dtype = backend.autocast_dtype() if cfg.train.amp else None
-    peak = backend.peak_flops(
-        backend.device_name(device),
-        "bf16" if dtype == torch.bfloat16 else "fp16" if dtype == torch.float16 else "fp32",
+    dtype = backend.autocast_dtype(device) if cfg.train.amp else None
+    peak = backend.device_peak_flops(
+        device, "bf16" if dtype == torch.bfloat16 else "fp16" if dtype == torch.float16 else "fp32"
     )
     ctx = Context(
         request=request,
@@ -506,6 +509,10 @@ def _train(ctx: Context) -> TrainResult:
                     if counts[3].item() > 0:
                         last_ckpt = save(step) or last_ckpt
                         status = "checkpointed"
+                        if ctx.world_size > 1:
+                            # no rank exits (3) before rank 0's checkpoint is on disk: srun
+                            # --kill-on-bad-exit and torchrun kill the others at the first exit
+                            dist.barrier()
                         break
                     losses = train_step(ctx, batch, optimizer, scheduler, scaler, counts)
                     step += 1
@@ -658,10 +665,10 @@ def _flush_window(
     if rate is not None:
         record["events_per_s"] = rate
         record["elements_per_s"] = window["elements"] / elapsed
-        flops_per_s = window["flops"] / elapsed
-        record["tflops"] = flops_per_s / 1e12
-        if ctx.peak_flops:
-            record["mfu"] = flops_per_s / (ctx.peak_flops * ctx.world_size)
+        record["tflops"] = window["flops"] / elapsed / 1e12
+        utilisation = mfu(window["flops"], elapsed, ctx.peak_flops, ctx.world_size)
+        if utilisation is not None:
+            record["mfu"] = utilisation
     log.write("train", step, record)
     window.update(events=0.0, elements=0.0, flops=0.0, time=0.0, loss={})
     return rate

@@ -13,7 +13,7 @@
 #SBATCH --time=02:00:00
 #SBATCH --output=/scratch/mlpf/runs/juwels-check/slurm-%j.out
 #SBATCH --open-mode=append
-# warning signal to this script 300 s before the time limit: checkpoint, then requeue
+# the time-limit warning: SIGUSR1 to this script 300 s before the end (it stops the steps)
 #SBATCH --signal=B:USR1@300
 #SBATCH --threads-per-core=1
 set -uo pipefail
@@ -23,8 +23,14 @@ module --force purge
 module load Stages/2025 GCC OpenMPI CUDA/12 cuDNN MPI-settings/CUDA Python PyTorch
 MLPFCTL_PY=/opt/mlpf/venv/bin/python
 RUNNER=()
+# every step starts through mlpfctl.systems.step: it keeps the warning signal pending until the
+# training processes ask for it, so that no other process of a step dies of it
+STEP=("${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl.systems.step)
 RUN_DIR=/scratch/mlpf/runs/juwels-check
-cd "$RUN_DIR" || exit 1
+# where `mlpfctl submit` ran: relative paths in the job's arguments mean what they meant there;
+# what the job writes goes to the run directory
+cd /scratch/mlpf || exit 1
+export MLPFCTL_RUN__OUT_DIR="$RUN_DIR"
 
 # ---- placement: since Slurm 22.05 srun does not inherit --cpus-per-task
 export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
@@ -41,16 +47,24 @@ export MASTER_ADDR MASTER_PORT
 
 # ---- job steps run in the background so that the warning signal reaches this script at once
 STEPS=()
+skipped="" # what the job did not start because of the warning
 warned=0
 # shellcheck disable=SC2329 # invoked by the trap below
 on_warning() {
+    [ "$warned" = 0 ] || return 0
     warned=1
-    echo "mlpfctl: time limit warning: asking the running job steps to checkpoint" >&2
-    local pid
-    for pid in "${STEPS[@]}"; do kill -s TERM "$pid" 2>/dev/null || true; done
+    echo "mlpfctl: time-limit warning at $(date -u +%FT%TZ), 300 s before the end: asking every job step to checkpoint and stop" >&2
+    # SIGUSR1 to every process of every step (not to this script): the training processes finish
+    # their step, agree on it, write one checkpoint and exit 3; the other processes keep it pending
+    scancel --signal=USR1 "$SLURM_JOB_ID" || kill -s USR1 "${STEPS[@]}" 2>/dev/null || true
 }
 trap on_warning USR1
 start_step() {
+    if [ "$warned" = 1 ]; then
+        echo "mlpfctl: after the time-limit warning: not starting $*" >&2
+        skipped="$skipped $1"
+        return 0
+    fi
     "$@" &
     STEPS+=("$!")
 }
@@ -69,19 +83,29 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
-finish() {
-    [ "$warned" = 0 ] || echo "mlpfctl: the job reached its time-limit warning; not requeued (check jobs are not resumable)" >&2
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
     exit "$1"
 }
+# check jobs do not resume: after the warning nothing new starts; exit 3 says that work was left out
+finish() {
+    local rc=$1
+    if [ "$rc" = 0 ] && [ -n "$skipped" ]; then
+        echo "mlpfctl: stopped at the time-limit warning; not requeued (check jobs do not resume)" >&2
+        end_job 3
+    fi
+    end_job "$rc"
+}
 
-# ---- training: resume from the run directory's latest checkpoint after a requeue
+# ---- the check: every rank all-reduces over the launcher below
 RESUME=()
-if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then RESUME=(--resume "$RUN_DIR"); fi
-# one torchrun per node; is_host=1 on the first node avoids torchrun's host name guessing
-# shellcheck disable=SC2016 # expanded by the shell srun starts on each node
+# one torchrun per node; the step wrapper sets its node rank and is_host=1 on the first node, and
+# --local-addr there to $MASTER_ADDR, the name the other nodes reach it by
 start_step srun --ntasks-per-node=1 --cpu-bind=none  \
-    bash -c 'export PET_NODE_RANK="$SLURM_NODEID" PET_RDZV_CONF="is_host=$((SLURM_NODEID == 0 ? 1 : 0))"; exec "$@"' mlpfctl-node \
-    "${RUNNER[@]}" "$MLPFCTL_PY" -m torch.distributed.run --nnodes="$SLURM_NNODES" --nproc-per-node=4 \
+    "${STEP[@]}" --torchrun --local-addr "$MASTER_ADDR" -- \
+    "$MLPFCTL_PY" -m torch.distributed.run --nnodes="$SLURM_NNODES" --nproc-per-node=4 \
     --rdzv-id="$SLURM_JOB_ID" --rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT" \
     -m mlpfctl.systems.check_dist  "${RESUME[@]}"
 wait_steps

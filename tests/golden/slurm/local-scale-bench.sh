@@ -11,15 +11,21 @@
 #SBATCH --time=02:00:00
 #SBATCH --output=/scratch/mlpf/runs/local-scale-bench/slurm-%j.out
 #SBATCH --open-mode=append
-# warning signal to this script 300 s before the time limit: checkpoint, then requeue
+# the time-limit warning: SIGUSR1 to this script 300 s before the end (it stops the steps)
 #SBATCH --signal=B:USR1@300
 set -uo pipefail
 
 # ---- software environment (from the system profile; nothing is downloaded on compute nodes)
 MLPFCTL_PY=/opt/mlpf/venv/bin/python
 RUNNER=()
+# every step starts through mlpfctl.systems.step: it keeps the warning signal pending until the
+# training processes ask for it, so that no other process of a step dies of it
+STEP=("${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl.systems.step)
 RUN_DIR=/scratch/mlpf/runs/local-scale-bench
-cd "$RUN_DIR" || exit 1
+# where `mlpfctl submit` ran: relative paths in the job's arguments mean what they meant there;
+# what the job writes goes to the run directory
+cd /scratch/mlpf || exit 1
+export MLPFCTL_RUN__OUT_DIR="$RUN_DIR"
 
 # ---- placement: since Slurm 22.05 srun does not inherit --cpus-per-task
 export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
@@ -32,16 +38,24 @@ export MASTER_ADDR MASTER_PORT
 
 # ---- job steps run in the background so that the warning signal reaches this script at once
 STEPS=()
+skipped="" # what the job did not start because of the warning
 warned=0
 # shellcheck disable=SC2329 # invoked by the trap below
 on_warning() {
+    [ "$warned" = 0 ] || return 0
     warned=1
-    echo "mlpfctl: time limit warning: asking the running job steps to checkpoint" >&2
-    local pid
-    for pid in "${STEPS[@]}"; do kill -s USR1 "$pid" 2>/dev/null || true; done
+    echo "mlpfctl: time-limit warning at $(date -u +%FT%TZ), 300 s before the end: asking every job step to checkpoint and stop" >&2
+    # SIGUSR1 to every process of every step (not to this script): the training processes finish
+    # their step, agree on it, write one checkpoint and exit 3; the other processes keep it pending
+    scancel --signal=USR1 "$SLURM_JOB_ID" || kill -s USR1 "${STEPS[@]}" 2>/dev/null || true
 }
 trap on_warning USR1
 start_step() {
+    if [ "$warned" = 1 ]; then
+        echo "mlpfctl: after the time-limit warning: not starting $*" >&2
+        skipped="$skipped $1"
+        return 0
+    fi
     "$@" &
     STEPS+=("$!")
 }
@@ -60,18 +74,37 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
-finish() {
-    [ "$warned" = 0 ] || echo "mlpfctl: the job reached its time-limit warning; not requeued (scale-bench jobs are not resumable)" >&2
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
     exit "$1"
 }
+# scale-bench jobs do not resume: after the warning nothing new starts; exit 3 says that work was left out
+finish() {
+    local rc=$1
+    if [ "$rc" = 0 ] && [ -n "$skipped" ]; then
+        echo "mlpfctl: stopped at the time-limit warning; not requeued (scale-bench jobs do not resume)" >&2
+        end_job 3
+    fi
+    end_job "$rc"
+}
 
-# ---- one job step per world size, 8 processes per node, fewest nodes first
+# ---- one job step per world size, 8 processes per node, fewest nodes first; after the
+# time-limit warning the running point may finish, the others are not started
 for world in 1 2 4 8 16; do
+    if [ "$warned" = 1 ]; then skipped="$skipped $world"; continue; fi
     nodes=$(((world + 8 - 1) / 8))
     per_node=$((world < 8 ? world : 8))
     echo "mlpfctl: scale point: $world processes on $nodes node(s)" >&2
     start_step srun --kill-on-bad-exit=1 --exact --nodes="$nodes" --ntasks="$world" --ntasks-per-node="$per_node"  \
-        "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl scale-bench train --steps 50
-    wait_steps || finish $?
+        "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl scale-bench train --steps 50
+    wait_steps
+    status=$?
+    if [ "$status" != 0 ]; then
+        [ "$warned" = 1 ] || finish "$status"
+        skipped="$skipped $world(stopped)"
+    fi
 done
+if [ -n "$skipped" ]; then echo "mlpfctl: not measured after the time-limit warning:$skipped" >&2; fi
 finish 0

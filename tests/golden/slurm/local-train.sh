@@ -11,7 +11,7 @@
 #SBATCH --time=02:00:00
 #SBATCH --output=/scratch/mlpf/runs/local-train/slurm-%j.out
 #SBATCH --open-mode=append
-# warning signal to this script 300 s before the time limit: checkpoint, then requeue
+# the time-limit warning: SIGUSR1 to this script 300 s before the end (it stops the steps)
 #SBATCH --signal=B:USR1@300
 #SBATCH --requeue
 set -uo pipefail
@@ -19,8 +19,14 @@ set -uo pipefail
 # ---- software environment (from the system profile; nothing is downloaded on compute nodes)
 MLPFCTL_PY=/opt/mlpf/venv/bin/python
 RUNNER=()
+# every step starts through mlpfctl.systems.step: it keeps the warning signal pending until the
+# training processes ask for it, so that no other process of a step dies of it
+STEP=("${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl.systems.step)
 RUN_DIR=/scratch/mlpf/runs/local-train
-cd "$RUN_DIR" || exit 1
+# where `mlpfctl submit` ran: relative paths in the job's arguments mean what they meant there;
+# what the job writes goes to the run directory
+cd /scratch/mlpf || exit 1
+export MLPFCTL_RUN__OUT_DIR="$RUN_DIR"
 
 # ---- placement: since Slurm 22.05 srun does not inherit --cpus-per-task
 export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
@@ -33,16 +39,24 @@ export MASTER_ADDR MASTER_PORT
 
 # ---- job steps run in the background so that the warning signal reaches this script at once
 STEPS=()
+skipped="" # what the job did not start because of the warning
 warned=0
 # shellcheck disable=SC2329 # invoked by the trap below
 on_warning() {
+    [ "$warned" = 0 ] || return 0
     warned=1
-    echo "mlpfctl: time limit warning: asking the running job steps to checkpoint" >&2
-    local pid
-    for pid in "${STEPS[@]}"; do kill -s USR1 "$pid" 2>/dev/null || true; done
+    echo "mlpfctl: time-limit warning at $(date -u +%FT%TZ), 300 s before the end: asking every job step to checkpoint and stop" >&2
+    # SIGUSR1 to every process of every step (not to this script): the training processes finish
+    # their step, agree on it, write one checkpoint and exit 3; the other processes keep it pending
+    scancel --signal=USR1 "$SLURM_JOB_ID" || kill -s USR1 "${STEPS[@]}" 2>/dev/null || true
 }
 trap on_warning USR1
 start_step() {
+    if [ "$warned" = 1 ]; then
+        echo "mlpfctl: after the time-limit warning: not starting $*" >&2
+        skipped="$skipped $1"
+        return 0
+    fi
     "$@" &
     STEPS+=("$!")
 }
@@ -61,7 +75,14 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
-# exit 3: the program checkpointed on the signal; run again from the checkpoint
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
+    exit "$1"
+}
+# exit 3: the program checkpointed on the signal; run again from the checkpoint. After the warning
+# any failure requeues too (torchrun reports its workers' exit 3 as a failure of its own).
 finish() {
     local rc=$1
     if [ "$rc" = 3 ] || { [ "$warned" = 1 ] && [ "$rc" != 0 ]; }; then
@@ -72,7 +93,7 @@ finish() {
         fi
         echo "mlpfctl: job $SLURM_JOB_ID was requeued 10 times already; giving up" >&2
     fi
-    exit "$rc"
+    end_job "$rc"
 }
 
 # ---- training: resume from the run directory's latest checkpoint after a requeue
@@ -80,6 +101,6 @@ RESUME=()
 if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then RESUME=(--resume "$RUN_DIR"); fi
 # one task per GPU: each reads SLURM_PROCID/SLURM_LOCALID/SLURM_NTASKS and picks its GPU by local rank
 start_step srun --kill-on-bad-exit=1  \
-    "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl train --config mlpf.toml --steps 20000 --run-dir /scratch/mlpf/runs/local-train "${RESUME[@]}"
+    "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl train --config mlpf.toml --steps 20000 --run-dir /scratch/mlpf/runs/local-train "${RESUME[@]}"
 wait_steps
 finish $?

@@ -13,21 +13,28 @@
 #SBATCH --time=02:00:00
 #SBATCH --output=/scratch/mlpf/runs/vega-hpo/slurm-%j.out
 #SBATCH --open-mode=append
-# warning signal to this script 300 s before the time limit: checkpoint, then requeue
+# the time-limit warning: SIGUSR1 to this script 300 s before the end (it stops the steps)
 #SBATCH --signal=B:USR1@300
 #SBATCH --requeue
 set -uo pipefail
 
 # ---- software environment (from the system profile; nothing is downloaded on compute nodes)
+module --force purge
 module load CUDA/12.6.0 NCCL/2.22.3-GCCcore-13.3.0-CUDA-12.6.0 Python/3.12.3-GCCcore-13.3.0
 MLPFCTL_PY=/opt/mlpf/venv/bin/python
 RUNNER=()
+# every step starts through mlpfctl.systems.step: it keeps the warning signal pending until the
+# training processes ask for it, so that no other process of a step dies of it
+STEP=("${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl.systems.step)
 RUN_DIR=/scratch/mlpf/runs/vega-hpo
-cd "$RUN_DIR" || exit 1
+# where `mlpfctl submit` ran: relative paths in the job's arguments mean what they meant there;
+# what the job writes goes to the run directory
+cd /scratch/mlpf || exit 1
+export MLPFCTL_RUN__OUT_DIR="$RUN_DIR"
 
 # ---- placement: since Slurm 22.05 srun does not inherit --cpus-per-task
 export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
-export OMP_NUM_THREADS=64
+export OMP_NUM_THREADS=32
 export GLOO_SOCKET_IFNAME=ib0
 export NCCL_IB_DISABLE=0
 export NCCL_P2P_DISABLE=0
@@ -40,16 +47,24 @@ export MASTER_ADDR MASTER_PORT
 
 # ---- job steps run in the background so that the warning signal reaches this script at once
 STEPS=()
+skipped="" # what the job did not start because of the warning
 warned=0
 # shellcheck disable=SC2329 # invoked by the trap below
 on_warning() {
+    [ "$warned" = 0 ] || return 0
     warned=1
-    echo "mlpfctl: time limit warning: asking the running job steps to checkpoint" >&2
-    local pid
-    for pid in "${STEPS[@]}"; do kill -s TERM "$pid" 2>/dev/null || true; done
+    echo "mlpfctl: time-limit warning at $(date -u +%FT%TZ), 300 s before the end: asking every job step to checkpoint and stop" >&2
+    # SIGUSR1 to every process of every step (not to this script): the training processes finish
+    # their step, agree on it, write one checkpoint and exit 3; the other processes keep it pending
+    scancel --signal=USR1 "$SLURM_JOB_ID" || kill -s USR1 "${STEPS[@]}" 2>/dev/null || true
 }
 trap on_warning USR1
 start_step() {
+    if [ "$warned" = 1 ]; then
+        echo "mlpfctl: after the time-limit warning: not starting $*" >&2
+        skipped="$skipped $1"
+        return 0
+    fi
     "$@" &
     STEPS+=("$!")
 }
@@ -68,10 +83,17 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
-# exit 3: the program checkpointed on the signal; run again from the checkpoint
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
+    exit "$1"
+}
+# exit 3: the program checkpointed on the signal; run again from the checkpoint. After the warning
+# any failure requeues too (torchrun reports its workers' exit 3 as a failure of its own).
 finish() {
     local rc=$1
-    if [ "$rc" = 3 ] || { [ "$warned" = 1 ] && [ "$rc" != 0 ]; } || [ "$warned" = 1 ]; then
+    if [ "$rc" = 3 ] || { [ "$warned" = 1 ] && [ "$rc" != 0 ]; }; then
         if [ "${SLURM_RESTART_COUNT:-0}" -lt 10 ]; then
             echo "mlpfctl: requeueing job $SLURM_JOB_ID (restart $((${SLURM_RESTART_COUNT:-0} + 1)) of 10)" >&2
             scontrol requeue "$SLURM_JOB_ID"
@@ -79,26 +101,28 @@ finish() {
         fi
         echo "mlpfctl: job $SLURM_JOB_ID was requeued 10 times already; giving up" >&2
     fi
-    exit "$rc"
+    end_job "$rc"
 }
 
 # ---- driver on the first node: creates the study (resumes it after a requeue) and runs that
-# node's 4 worker(s); a worker that dies has its trials retried by the others
+# node's 4 worker(s); a worker that dies has its trials retried by the others. At the
+# warning the running trials checkpoint and go back to the study; the requeued job continues them.
 RESUME=()
 if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then RESUME=(--resume); fi
 start_step srun --nodes=1 --ntasks=1 --relative=0 --exact --gpus=4 \
-     "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo run --space space.toml --sampler tpe --scheduler asha --trials 64 --workers 4 --storage journal:///scratch/mlpf/runs/vega-hpo/optuna-journal.log --study mlpf "${RESUME[@]}"
+     "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl hpo run --space space.toml --sampler tpe --scheduler asha --trials 64 --workers 4 --storage journal:///scratch/mlpf/runs/vega-hpo/optuna-journal.log --study mlpf "${RESUME[@]}"
 
 # ---- the other nodes join once the study exists: 4 worker(s), 1 GPU(s) each
 for _ in $(seq 300); do
     "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo status --storage journal:///scratch/mlpf/runs/vega-hpo/optuna-journal.log --study mlpf >/dev/null 2>&1 && break
     kill -0 "${STEPS[0]}" 2>/dev/null || break # the driver ended: nothing to join
+    [ "$warned" = 0 ] || break
     sleep 2
 done
 for worker in $(seq 4 7); do
-    start_step srun --nodes=1 --ntasks=1 --exact --cpus-per-task=64 --gpus=1 \
+    start_step srun --nodes=1 --ntasks=1 --exact --cpus-per-task=32 --gpus=1 \
         --relative=$((worker / 4)) --output="$RUN_DIR/worker-$worker-%j.out"  \
-        "${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl hpo worker --storage journal:///scratch/mlpf/runs/vega-hpo/optuna-journal.log --study mlpf --worker-index "$worker"
+        "${STEP[@]}" -- "$MLPFCTL_PY" -m mlpfctl hpo worker --storage journal:///scratch/mlpf/runs/vega-hpo/optuna-journal.log --study mlpf --worker-index "$worker"
 done
 wait_steps
 finish $?

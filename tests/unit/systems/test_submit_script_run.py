@@ -11,23 +11,26 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mlpfctl.config.schema import SubmitSection
 from mlpfctl.systems.profiles import SystemProfile, load_profile
 from mlpfctl.systems.render import render
-from mlpfctl.systems.request import build_request
+from mlpfctl.systems.request import build_request, path_safe
 
 ENV = {"XDG_CONFIG_HOME": "/nonexistent-mlpfctl-test"}
 HOSTILE = "a b 'q' \"dq\" $(touch PWNED1) ; touch PWNED2 `touch PWNED3` %j #x"
 
 FAKE_SRUN = r"""#!/bin/bash
 printf '%s\0' "$@" > "$FAKE_DIR/srun.argv.$$"
+echo $$ > "$FAKE_DIR/srun.pid.$$"
 case "$FAKE_SRUN" in
     ok) exit 0 ;;
     checkpoint)
-        trap 'echo "$1" > "$FAKE_DIR/checkpointed"; exit 3' USR1 TERM
+        trap 'echo "$1" > "$FAKE_DIR/checkpointed"; exit 3' USR1
+        trap 'echo "$1" > "$FAKE_DIR/terminated"; exit 143' TERM
         touch "$FAKE_DIR/started"
         for _ in $(seq 300); do sleep 0.1; done
         exit 0 ;;
@@ -36,6 +39,13 @@ esac
 FAKE_SCONTROL = r"""#!/bin/bash
 if [ "$1 $2" = "show hostnames" ]; then echo node001; exit 0; fi
 echo "$*" >> "$FAKE_DIR/scontrol.log"
+"""
+# scancel --signal=USR1 JOB: SLURM signals every process of every step of the job (not the batch
+# script); here the steps are the fake sruns
+FAKE_SCANCEL = r"""#!/bin/bash
+echo "$*" >> "$FAKE_DIR/scancel.log"
+for f in "$FAKE_DIR"/srun.pid.*; do kill -s USR1 "$(cat "$f")" 2>/dev/null; done
+exit 0
 """
 
 
@@ -58,7 +68,7 @@ def write_script(
 def fake_env(tmp_path: Path, mode: str, **extra: str) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("scancel", FAKE_SCANCEL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     return {
@@ -74,6 +84,15 @@ def fake_env(tmp_path: Path, mode: str, **extra: str) -> dict[str, str]:
     }
 
 
+def warn_once_started(proc: subprocess.Popen[Any], tmp_path: Path) -> None:
+    """What --signal=B:USR1@T does, once the (fake) job step runs."""
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline, "the job step never started"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGUSR1)
+
+
 def srun_calls(tmp_path: Path) -> list[list[str]]:
     calls = sorted(tmp_path.glob("srun.argv.*"), key=lambda p: p.stat().st_mtime_ns)
     return [p.read_bytes().decode().split("\0")[:-1] for p in calls]
@@ -83,7 +102,9 @@ def test_hostile_values_stay_data(tmp_path: Path) -> None:
     settings = SubmitSection(job_name=HOSTILE, gpus_per_node=0, tasks_per_node=2)
     script = write_script(tmp_path, local_profile(), settings, "train", ["--note", HOSTILE, "--x=$(id)"])
     hostile_dir = script.parent
-    assert hostile_dir.name.startswith(HOSTILE)  # the run directory is named after the job
+    # the run directory is named after the job, made safe as one directory name under runs/
+    assert hostile_dir.parent == tmp_path / "runs"
+    assert hostile_dir.name.startswith(path_safe(HOSTILE)) and "/" not in path_safe(HOSTILE)
     result = subprocess.run(
         ["bash", str(script)],
         env=fake_env(tmp_path, "ok"),
@@ -102,11 +123,7 @@ def test_warning_signal_checkpoints_and_requeues(tmp_path: Path) -> None:
     script = write_script(tmp_path, local_profile(), SubmitSection(gpus_per_node=0), "train", [])
     proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists():
-            assert time.monotonic() < deadline, "the job step never started"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGUSR1)  # what --signal=B:USR1@300 does
+        warn_once_started(proc, tmp_path)
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
@@ -114,20 +131,19 @@ def test_warning_signal_checkpoints_and_requeues(tmp_path: Path) -> None:
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
 
 
-def test_torchrun_steps_get_sigterm(tmp_path: Path) -> None:
-    # torchrun forwards SIGTERM (not SIGUSR1) to its workers
+def test_torchrun_steps_get_the_warning_from_scancel_not_from_srun(tmp_path: Path) -> None:
+    # signalling the srun client with SIGTERM makes it force job termination; the job signals
+    # the steps themselves, with the same SIGUSR1 for torchrun as for srun
     jureca = load_profile("jureca", ENV)
     script = write_script(tmp_path, jureca, SubmitSection(system="jureca", account="a"), "train", [])
     proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGUSR1)
+        warn_once_started(proc, tmp_path)
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
+    assert (tmp_path / "scancel.log").read_text().split() == ["--signal=USR1", "4242"]
+    assert (tmp_path / "checkpointed").exists() and not (tmp_path / "terminated").exists()
     assert "requeue 4242" in (tmp_path / "scontrol.log").read_text()
 
 
@@ -146,11 +162,7 @@ def test_requeues_stop_at_the_limit(tmp_path: Path) -> None:
     script = write_script(tmp_path, local_profile(), settings, "train", [])
     env = fake_env(tmp_path, "checkpoint", SLURM_RESTART_COUNT="2")
     proc = subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "started").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGUSR1)
+    warn_once_started(proc, tmp_path)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 3
     assert "giving up" in stderr
@@ -190,3 +202,67 @@ def test_hpo_runs_the_driver_then_joins_workers(tmp_path: Path, nodes: int, call
             assert "--relative=1" in argv
     if nodes > 1:
         assert "hpo status --storage" in (tmp_path / "python.log").read_text()
+
+
+def test_scale_bench_starts_no_point_after_the_warning_and_says_what_it_left_out(tmp_path: Path) -> None:
+    settings = SubmitSection(gpus_per_node=0, tasks_per_node=2, scale_points=[1, 2])
+    script = write_script(tmp_path, local_profile(), settings, "scale-bench", ["train"])
+    proc = subprocess.Popen(
+        ["bash", str(script)],
+        env=fake_env(tmp_path, "checkpoint"),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    warn_once_started(proc, tmp_path)
+    _, stderr = proc.communicate(timeout=30)
+    # the point's step exited 3 (fake srun); a real one may also finish: either way no requeue
+    assert proc.returncode == 3, stderr
+    assert len(srun_calls(tmp_path)) == 1
+    assert "not measured after the time-limit warning: 1(stopped) 2" in stderr
+    assert not (tmp_path / "scontrol.log").exists()
+
+
+def test_scale_bench_that_finished_every_point_exits_0_despite_a_late_warning(tmp_path: Path) -> None:
+    settings = SubmitSection(gpus_per_node=0, tasks_per_node=2, scale_points=[1])
+    script = write_script(tmp_path, local_profile(), settings, "scale-bench", ["train"])
+    text = script.read_text().replace(
+        "wait_steps || finish $?\n", "wait_steps || finish $?\n    on_warning\n"
+    )
+    script.write_text(text)  # the warning comes right after the last point
+    proc = subprocess.run(["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0
+
+
+def test_hpo_after_the_warning_requeues_on_the_drivers_exit_3(tmp_path: Path) -> None:
+    settings = SubmitSection(gpus_per_node=0, tasks_per_node=1, cpus_per_task=1)
+    script = write_script(tmp_path, local_profile(), settings, "hpo", ["--trials", "4"])
+    proc = subprocess.Popen(["bash", str(script)], env=fake_env(tmp_path, "checkpoint"), cwd=tmp_path)
+    try:
+        warn_once_started(proc, tmp_path)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert (tmp_path / "scancel.log").read_text().split() == ["--signal=USR1", "4242"]
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+
+
+def test_every_step_starts_through_the_step_wrapper(tmp_path: Path) -> None:
+    script = write_script(tmp_path, local_profile(), SubmitSection(gpus_per_node=0), "train", [])
+    assert (
+        subprocess.run(
+            ["bash", str(script)], env=fake_env(tmp_path, "ok"), cwd=tmp_path, timeout=60
+        ).returncode
+        == 0
+    )
+    (argv,) = srun_calls(tmp_path)
+    wrapper = argv.index("mlpfctl.systems.step")
+    assert argv[wrapper - 2 : wrapper + 5] == [
+        "/v/bin/python",
+        "-m",
+        "mlpfctl.systems.step",
+        "--",
+        "/v/bin/python",
+        "-m",
+        "mlpfctl",
+    ]

@@ -14,42 +14,9 @@ from mlpfctl.config import resolve
 from mlpfctl.config.loader import Override
 from mlpfctl.errors import RuntimeFailure, UsageError
 from mlpfctl.systems import jobs
-from mlpfctl.systems import runner as runner_mod
 from mlpfctl.systems import submit as service
 from mlpfctl.systems.runner import Result
-
-SINFO_JSON = (Path(__file__).resolve().parents[2] / "data" / "sinfo-22.05.json").read_text()
-
-
-class FakeSlurm:
-    """Answers sbatch/scontrol/scancel like SLURM 22.05; fails on anything else."""
-
-    def __init__(self, sbatch: Result | None = None) -> None:
-        self.calls: list[list[str]] = []
-        self.sbatch = sbatch or Result(0, "77\n", "")
-        self.states: dict[str, str] = {}
-
-    def __call__(self, argv: Sequence[str]) -> Result:
-        argv = list(argv)
-        self.calls.append(argv)
-        if argv[0] == "sbatch":
-            return self.sbatch
-        if argv[:4] == ["scontrol", "show", "job", "-o"]:
-            state = self.states.get(argv[4])
-            if state is None:
-                return Result(1, "", "slurm_load_jobs error: Invalid job id specified\n")
-            line = (
-                f"JobId={argv[4]} JobName=a b c JobState={state} Reason=None Restarts=1 ExitCode=0:0 "
-                f"RunTime=00:00:05 StdOut=/o/{argv[4]}.out"
-            )
-            return Result(0, line + "\n", "")
-        if argv == ["sinfo", "--json"]:
-            return Result(0, SINFO_JSON, "")
-        if argv[0] == "sinfo":
-            return Result(0, "debug*|infinite\ngpu|infinite\n", "")
-        if argv[0] == "scancel":
-            return Result(0, "", "")
-        raise AssertionError(f"unexpected command {argv}")
+from tests.unit.systems.fakes import FakeSlurm
 
 
 def config(tmp_path: Path, **submit: str):  # type: ignore[no-untyped-def]
@@ -62,7 +29,7 @@ def config(tmp_path: Path, **submit: str):  # type: ignore[no-untyped-def]
 
 
 def test_submit_writes_script_calls_sbatch_and_records(tmp_path: Path) -> None:
-    cfg = config(tmp_path, system="lumi", account="project_1", nodes="2")
+    cfg = config(tmp_path, system="lumi", account="project_1", nodes="2", venv="/project/venv")
     fake = FakeSlurm()
     plan = service.plan(cfg, "train", ["--steps", "10"], fake)
     record = service.submit(plan, fake, service.registry_path(cfg))
@@ -75,7 +42,13 @@ def test_submit_writes_script_calls_sbatch_and_records(tmp_path: Path) -> None:
 
 
 def test_pgpass_is_private_and_the_password_is_nowhere_else(tmp_path: Path) -> None:
-    cfg = config(tmp_path, system="lumi", account="p", hpo_storage="postgresql://mlpf:HUNTER2@db:5432/optuna")
+    cfg = config(
+        tmp_path,
+        system="lumi",
+        account="p",
+        venv="/project/venv",
+        hpo_storage="postgresql://mlpf:HUNTER2@db:5432/optuna",
+    )
     fake = FakeSlurm()
     plan = service.plan(cfg, "hpo", [], fake)
     service.submit(plan, fake, service.registry_path(cfg))
@@ -93,6 +66,7 @@ def test_sbatch_rejection_is_a_runtime_failure_and_nothing_is_recorded(tmp_path:
     with pytest.raises(RuntimeFailure, match="Invalid account"):
         service.submit(plan, fake, service.registry_path(cfg))
     assert not (tmp_path / "jobs.jsonl").exists()
+    assert not plan.request.run_dir.exists()  # the script written for sbatch is gone again
 
 
 def test_a_run_directory_is_never_reused(tmp_path: Path) -> None:
@@ -104,6 +78,7 @@ def test_a_run_directory_is_never_reused(tmp_path: Path) -> None:
             Override("submit.registry", str(tmp_path / "j.jsonl"), "t"),
             Override("submit.system", "lumi", "t"),
             Override("submit.account", "a", "t"),
+            Override("submit.venv", "/project/venv", "t"),
         ],
         env={},
     ).config
@@ -128,31 +103,22 @@ def test_jobs_status_cancel_and_logs(tmp_path: Path) -> None:
     fake = FakeSlurm()
     fake.states = {"5": "RUNNING"}
     rows = list(jobs.status(jobs.read_records(registry), fake))
-    assert [(r["job_id"], r["state"]) for r in rows] == [("5", "RUNNING"), ("6", "UNKNOWN")]
+    # 6 is known neither to SLURM nor to accounting, and has no log: it ended, nobody knows how
+    assert [(r["job_id"], r["state"]) for r in rows] == [("5", "RUNNING"), ("6", "ENDED")]
     assert rows[0]["restarts"] == 1
-    jobs.cancel("5", fake)
+    assert jobs.cancel("5", fake, registry) == "cancelled"
     assert fake.calls[-1] == ["scancel", "5"]
     with pytest.raises(UsageError):
-        jobs.cancel("5; rm -rf ~", fake)
+        jobs.cancel("5; rm -rf ~", fake, registry)
     assert jobs.job_info("5", fake)["JobName"] == "a b c"
-    assert jobs.log_path("5", registry, fake) == tmp_path / "5" / "slurm-5.out"
+    assert jobs.log_paths("5", registry, fake) == [tmp_path / "5" / "slurm-5.out"]
     fake.states["8"] = "PENDING"  # not submitted by mlpfctl: scontrol knows its output file
-    assert jobs.log_path("8", registry, fake) == Path("/o/8.out")
+    assert jobs.log_paths("8", registry, fake) == [Path("/o/8.out")]
     with pytest.raises(UsageError, match="neither known"):
-        jobs.log_path("99", registry, fake)
+        jobs.log_paths("99", registry, fake)
 
 
 # ---- the CLI: exit codes, stdout carries only the script/ids, errors are error:/hint: lines
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
-    fake = FakeSlurm()
-    monkeypatch.setattr(runner_mod, "default_runner", lambda: fake)
-    monkeypatch.setenv("MLPFCTL_RUN__OUT_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("MLPFCTL_SUBMIT__REGISTRY", str(tmp_path / "jobs.jsonl"))
-    monkeypatch.chdir(tmp_path)
-    return fake
 
 
 def test_cli_dry_run_prints_the_script_and_submits_nothing(
