@@ -33,19 +33,33 @@ from typing import Any
 
 from benchmarks.record import RESULTS, write_result
 
-# The documented CPU recipe (docs/physics.md: measured defaults, sized for <= 30 minutes on an
-# idle 2-core machine).
+# The documented CPU recipe (docs/physics.md: measured choices, sized for <= 30 minutes on an
+# idle 2-core machine; about 15 CPU-minutes with one thread).
 RECIPE: dict[str, Any] = {
     "model.preset": "small",
     "train.steps": 4000,
     "train.lr": 2e-3,
+    "train.loss_class_weights": [1.0, 1.0, 5.0, 1.0, 1.0, 1.0],
     "train.val_every": 500,
     "train.val_max_events": 300,
     "train.checkpoint_every": 1000,
     "train.keep_checkpoints": 1,
     "train.progress": False,
 }
-# One change each, relative to the recipe (ablations; the recipe's own choices left out one by one).
+# The base of the ablation study (``--ablation``): the tiny preset for 2000 steps, so that
+# 10+ variants x 3 seeds fit the shared 2-core machine; no class weights (they were one of the
+# ablated changes).
+ABLATION_BASE: dict[str, Any] = {
+    "model.preset": "tiny",
+    "train.steps": 2000,
+    "train.lr": 2e-3,
+    "train.val_every": 1000,
+    "train.val_max_events": 200,
+    "train.checkpoint_every": 1000,
+    "train.keep_checkpoints": 1,
+    "train.progress": False,
+}
+# One change each, relative to the base (RECIPE, or ABLATION_BASE with --ablation).
 VARIANTS: dict[str, dict[str, Any]] = {
     "recipe": {},
     "no-links": {"model.link_features": "off"},
@@ -57,6 +71,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lr-5e-4": {"train.lr": 5e-4},
     "head-features": {"model.head_features": True},
     "nhad-weight": {"train.loss_class_weights": [1.0, 1.0, 3.0, 1.0, 1.0, 1.0]},
+    "nhad-weight-5": {"train.loss_class_weights": [1.0, 1.0, 5.0, 1.0, 1.0, 1.0]},
+    "no-class-weights": {"train.loss_class_weights": None},
     "tiny": {"model.preset": "tiny"},
     "reference": {
         "model.input_scaling": "none",
@@ -108,23 +124,31 @@ def prepare_data(workdir: Path, events: int, seed: int) -> Path:
     return data
 
 
-def overrides_for(variant: str, extra: dict[str, Any]) -> dict[str, Any]:
-    return {**RECIPE, **VARIANTS[variant], **extra}
+def overrides_for(variant: str, extra: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    settings = {**(RECIPE if base is None else base), **VARIANTS[variant], **extra}
+    return {k: v for k, v in settings.items() if v is not None}
 
 
-def run_one(data: Path, variant: str, seed: int, workdir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+def same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal up to how a value was spelled (``--set train.steps=2000`` is the string "2000")."""
+    return {k: str(v) for k, v in a.items()} == {k: str(v) for k, v in b.items()}
+
+
+def run_one(
+    data: Path, variant: str, seed: int, workdir: Path, extra: dict[str, Any], base: dict[str, Any]
+) -> dict[str, Any]:
     """Train and evaluate one (variant, seed); reuse a finished run with the same settings."""
     from mlpfctl.config import Override, resolve
     from mlpfctl.train.api import TrainRequest, train
     from mlpfctl.train.evaluate import evaluate_run
     from mlpfctl.train.runs import load_run
 
-    settings = {**overrides_for(variant, extra), "data.path": str(data), "run.seed": seed}
+    settings = {**overrides_for(variant, extra, base), "data.path": str(data), "run.seed": seed}
     run_dir = workdir / variant / f"seed-{seed}"
     record_path = run_dir / "bench.json"
     if record_path.is_file():
         record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("settings") == settings:
+        if same_settings(record.get("settings", {}), settings):
             return record
     config = resolve(None, [Override(k, v, "benchmark") for k, v in settings.items()], env={}).config
     hook = CurveHook()
@@ -234,7 +258,7 @@ def print_table(heads: dict[str, dict[str, dict[str, Any]]], title: str) -> None
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("metric (median over seeds)")
+    table.add_column("metric (median over seeds)", no_wrap=True)
     for variant in heads:
         table.add_column(f"MLPF {variant}", justify="right")
     table.add_column("baseline", justify="right")
@@ -243,9 +267,14 @@ def print_table(heads: dict[str, dict[str, dict[str, Any]]], title: str) -> None
         cells = [_fmt(h["mlpf"].get(key)) for h in heads.values()]
         table.add_row(key, *cells, _fmt(first["baseline"].get(key)))
     table.add_row(
-        "jet IQR / baseline (paired)", *(_fmt(h["paired"]["jet_iqr_ratio"]) for h in heads.values()), "1"
+        "jet IQR / baseline (paired)",
+        *(_fmt(h["paired"]["jet_iqr_ratio"]) for h in heads.values()),
+        "1",
     )
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=max(100, 30 + 16 * len(heads)))
+    console.print(table)
 
 
 def plot_curves(records: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -312,6 +341,7 @@ def main() -> int:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra override key=value")
     parser.add_argument("--workdir", type=Path, default=Path("runs/physics-bench"))
     parser.add_argument("--name", default="physics", help="result file benchmarks/results/<name>.json")
+    parser.add_argument("--ablation", action="store_true", help="variants relative to ABLATION_BASE")
     parser.add_argument("--list-variants", action="store_true")
     opts = parser.parse_args()
     if opts.list_variants:
@@ -326,13 +356,14 @@ def main() -> int:
         return 2
     seeds = [int(s) for s in opts.seeds.split(",") if s]
     extra = _parse_sets(opts.sets)
+    base = ABLATION_BASE if opts.ablation else RECIPE
     opts.workdir.mkdir(parents=True, exist_ok=True)
     data = opts.data or prepare_data(opts.workdir, opts.events, opts.data_seed)
     records: dict[str, list[dict[str, Any]]] = {}
     for variant in variants:
         for seed in seeds:
             t0 = time.perf_counter()
-            rec = run_one(data, variant, seed, opts.workdir / data.name, extra)
+            rec = run_one(data, variant, seed, opts.workdir / data.name, extra, base)
             records.setdefault(variant, []).append(rec)
             print(
                 f"{variant} seed {seed}: jet IQR {rec['mlpf']['jet_response_iqr']:.4f} "
@@ -347,7 +378,7 @@ def main() -> int:
     results = {
         "dataset": str(data),
         "variants": {
-            v: {"overrides": overrides_for(v, extra), "headline": heads[v], "runs": records[v]}
+            v: {"overrides": overrides_for(v, extra, base), "headline": heads[v], "runs": records[v]}
             for v in variants
         },
         "targets": checks,
@@ -356,7 +387,8 @@ def main() -> int:
         "events": opts.events,
         "data_seed": opts.data_seed,
         "seeds": seeds,
-        "recipe": RECIPE,
+        "base": "ABLATION_BASE" if opts.ablation else "RECIPE",
+        "recipe": base,
         "extra": extra,
     }
     path = write_result(opts.name, results, settings)
