@@ -23,11 +23,13 @@ steps=${DEMO_STEPS:-1500}
 # The objective is the validation jet-response IQR (hpo.metrics=jet_iqr), not the loss. Rungs 20,
 # 60, 180 training steps (eta = 3): a configuration survives to the next rung only in the top third
 # of its rung, resuming its checkpoint; the CPU-sized mlpf-small space on the tiny model (physics
-# inputs: scaled features, track-cluster link features, correction outputs).
+# inputs: scaled features, track-cluster link features, correction outputs; neutral hadrons
+# weighted 5x in the class loss, as in the physics recipe).
 "$mlpfctl" hpo run --space mlpf-small --sampler tpe --scheduler asha --trials "$trials" --workers 2 \
     --min-resource 20 --max-resource 180 --eta 3 \
     --study demo --storage "sqlite:///$demo/hpo.db" --resume \
     --set data.path="$demo/data" --set model.preset=tiny --set train.val_every=20 \
+    --set train.loss_class_weights=1,1,5,1,1,1 \
     --set hpo.metrics=jet_iqr --set hpo.directions=minimize \
     --set train.progress=false --set hpo.workdir="$demo/hpo" \
     --report "$demo/hpo-report"
