@@ -7,6 +7,7 @@ The dataset itself pickles without its cache (cheap to send to workers and DDP r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ import numpy as np
 import torch.utils.data
 
 from mlpfctl.data.block import EventBlock
+from mlpfctl.data.detectors import DetectorDescription
 from mlpfctl.data.events import DatasetSchema, Event
 from mlpfctl.data.readers import SUFFIXES, check_format, detect_format, reader_for, schema_for
-from mlpfctl.errors import DataError
+from mlpfctl.errors import ConfigError, DataError
 
 MANIFEST_NAME = "manifest.json"
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -142,9 +144,16 @@ def _from_manifest(directory: Path, cache_bytes: int) -> EventDataset:
     for src in sources:
         if not src.path.is_file():
             raise DataError(f"{src.path}: shard listed in {path} is missing", hint="regenerate the dataset")
-    return EventDataset(
-        sources, schema_for("key4hep", detector), lengths, cache_bytes=cache_bytes, format="key4hep"
-    )
+    schema = schema_for("key4hep", detector)
+    description = manifest.get("detector_description")
+    if description is not None:  # the simulated detector itself, not the documented default
+        try:
+            schema = dataclasses.replace(schema, detector=DetectorDescription.from_dict(description))
+        except (ConfigError, TypeError) as exc:
+            raise DataError(
+                f"{path}: invalid detector_description ({exc})", hint="regenerate the dataset"
+            ) from None
+    return EventDataset(sources, schema, lengths, cache_bytes=cache_bytes, format="key4hep")
 
 
 def _guess_detector(path: Path) -> str:

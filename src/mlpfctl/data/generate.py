@@ -59,6 +59,12 @@ def plan_shards(
     return specs
 
 
+def _detector_description() -> dict[str, Any]:
+    from mlpfctl.data.sim.params import DetectorParams
+
+    return DetectorParams().description().to_dict()
+
+
 def _meta_path(out_dir: Path, spec: ShardSpec) -> Path:
     return out_dir / (spec.file.removesuffix(".parquet") + ".meta.json")
 
@@ -287,6 +293,7 @@ def generate_dataset(
         pileup_mu=pileup_mu,
         shards=shards,
         versions=_versions(),
+        detector_description=_detector_description(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         totals={
             "events": total_events,

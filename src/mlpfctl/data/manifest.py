@@ -34,6 +34,8 @@ class Manifest:
     shards: list[dict[str, Any]]
     versions: dict[str, str]
     detector: str = "clic"
+    # The simulated detector's geometry and resolutions (mlpfctl.data.detectors), for link features.
+    detector_description: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     format: str = FORMAT
     created: str = ""

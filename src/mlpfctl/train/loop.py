@@ -94,6 +94,7 @@ def loss_weights(cfg: Config) -> LossWeights:
         focal_gamma=cfg.train.focal_gamma,
         reg=(reg[0], reg[1], reg[2], reg[3], reg[4]),
         sqrt_pt=cfg.train.sqrt_pt_weighting,
+        class_weights=tuple(cfg.train.loss_class_weights) if cfg.train.loss_class_weights else None,
     )
 
 
@@ -265,7 +266,7 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
     module.eval()
     names = [*TERM_NAMES]
     sums = torch.zeros(len(names) + 2, dtype=torch.float64)
-    acc = MetricAccumulator(ctx.spec.num_classes)
+    acc = MetricAccumulator(ctx.spec.num_classes, jets=ctx.cfg.train.val_jets)
     batches = ctx.data.valid_batches(ctx.data.valid, ctx.cfg.train.val_max_events)
     with torch.no_grad():
         for batch in ctx.data.loader(ctx.data.valid, batches):
@@ -278,7 +279,7 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
                 dtype=torch.float64,
             )
             pred = predict_particles(outputs[0], outputs[1], outputs[2], batch.X, batch.mask)
-            acc.update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask)
+            acc.update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask, batch.X[..., 0])
     all_reduce(sums, ctx.world_size)
     if ctx.world_size > 1:  # sync
         gathered: list[Any] = [None] * ctx.world_size
@@ -291,7 +292,7 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
         for i, name in enumerate(names)
     }
     out["Total"] = sum(out[n] for n in names)
-    out.update(acc.summary(ctx.class_names))
+    out.update(acc.summary(ctx.class_names, ctx.data.schema.element_types))
     return out
 
 
@@ -380,7 +381,7 @@ def setup_rank(request: TrainRequest) -> tuple[Context, Any]:
     seed_everything(cfg.run.seed)
     data = DataStreams(cfg, env.rank, env.world_size)
     data.pad_buckets = backend.padding_buckets()
-    spec = spec_for(cfg.model, data.schema)
+    spec = spec_for(cfg.model, data.schema, data.train)
     module = backend.prepare_model(build_model(spec).to(device), device)
     model: nn.Module = module
     if env.world_size > 1:
