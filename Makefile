@@ -15,10 +15,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@# Without an NVIDIA/AMD GPU take the local CPU wheel, never a multi-GB CUDA build.
+	@# Without an NVIDIA/AMD GPU install torch==2.13.0 before the project, so that the project's
+	@# range never pulls a multi-GB CUDA build. Where that CPU build comes from (a wheel directory,
+	@# PyTorch's CPU index) is pip's configuration (pip.conf / PIP_EXTRA_INDEX_URL), not this file.
 	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! command -v rocm-smi >/dev/null 2>&1; then \
-	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 \
-	    || $(PY) -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; fi
+	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch==2.13.0; fi
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@

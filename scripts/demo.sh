@@ -4,7 +4,7 @@
 # configuration longer, and evaluate it against the rule-based particle flow: the MLPF-vs-baseline
 # table (jet response median and IQR, MET residual, efficiency and fake rate per class).
 #
-#   DEMO_DIR=demo DEMO_EVENTS=3000 DEMO_STEPS=1500 scripts/demo.sh
+#   DEMO_DIR=demo DEMO_EVENTS=3000 DEMO_TRIALS=16 DEMO_STEPS=1500 scripts/demo.sh
 #
 # Idempotent: existing data shards are kept, the study is resumed (--resume) and a finished final
 # training is reused, so a rerun after an interruption continues where it stopped and a rerun after
@@ -15,6 +15,7 @@ mlpfctl=.venv/bin/mlpfctl
 demo=${DEMO_DIR:-demo}
 [[ "$demo" = /* ]] || demo=$PWD/$demo
 events=${DEMO_EVENTS:-3000}
+trials=${DEMO_TRIALS:-16}
 steps=${DEMO_STEPS:-1500}
 
 "$mlpfctl" data generate --process ee_ttbar --events "$events" --out "$demo/data"
@@ -23,7 +24,7 @@ steps=${DEMO_STEPS:-1500}
 # 60, 180 training steps (eta = 3): a configuration survives to the next rung only in the top third
 # of its rung, resuming its checkpoint; the CPU-sized mlpf-small space on the tiny model (physics
 # inputs: scaled features, track-cluster link features, correction outputs).
-"$mlpfctl" hpo run --space mlpf-small --sampler tpe --scheduler asha --trials 16 --workers 2 \
+"$mlpfctl" hpo run --space mlpf-small --sampler tpe --scheduler asha --trials "$trials" --workers 2 \
     --min-resource 20 --max-resource 180 --eta 3 \
     --study demo --storage "sqlite:///$demo/hpo.db" --resume \
     --set data.path="$demo/data" --set model.preset=tiny --set train.val_every=20 \

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import tomllib
-
+from mlpfctl.compat import tomllib
 from mlpfctl.errors import RuntimeFailure
 from mlpfctl.resources import resource_dir
 

@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import UsageError
 
 from mlpfctl import __version__
-from mlpfctl.cli import config_cmd, data, devices, hpo, jobs, scale_bench, submit, systems
+from mlpfctl.cli import config_cmd, container, data, devices, hpo, jobs, scale_bench, submit, systems
 from mlpfctl.cli import evaluate as evaluate_cmd
 from mlpfctl.cli import export as export_cmd
 from mlpfctl.cli import train as train_cmd
@@ -53,6 +53,7 @@ app.add_typer(scale_bench.app, name="scale-bench")
 app.add_typer(data.app, name="data")
 app.command("submit")(submit.submit)
 app.add_typer(systems.app, name="systems")
+app.add_typer(container.app, name="container")
 jobs.register(app)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)

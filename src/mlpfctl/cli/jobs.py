@@ -15,7 +15,8 @@ def jobs(
     sets: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List submitted jobs with their SLURM state."""
+    """List submitted jobs with their SLURM state (one scontrol call; sacct or the job's log for
+    jobs SLURM has forgotten; final states are remembered in the registry)."""
     from rich.table import Table
 
     from mlpfctl.console import out, print_json
@@ -24,24 +25,29 @@ def jobs(
     from mlpfctl.systems.submit import registry_path
 
     registry = registry_path(load_config(config, sets).config)
-    rows = list(service.status(service.read_records(registry)[-limit:], default_runner()))
+    rows = list(service.status(service.read_records(registry)[-limit:], default_runner(), registry))
     if as_json:
         print_json(rows)
         return
     table = Table(title=f"jobs ({registry})")
-    for column in ("job", "name", "kind", "system", "state", "exit", "elapsed", "restarts", "run dir"):
+    columns = ("job", "name", "kind", "system", "state", "exit", "elapsed", "restarts", "tasks / reason")
+    for column in (*columns, "run dir"):
         table.add_column(column)
     for r in rows:
+        job = str(r["job_id"]) + (f" [{r['array']}]" if r.get("array") else "")
+        if r.get("after"):
+            job += f" after {','.join(r['after'])}"
         table.add_row(
-            str(r["job_id"]),
-            r["job_name"],
-            r["kind"],
-            r["system"],
+            job,
+            r.get("job_name", ""),
+            r.get("kind", ""),
+            r.get("system", ""),
             r["state"],
             r["exit_code"],
             r["elapsed"],
             str(r["restarts"]),
-            r["run_dir"],
+            r["reason"] if r["reason"] not in ("None", "") else "",
+            r.get("run_dir", ""),
         )
     out.print(table)
 
@@ -68,12 +74,12 @@ def cancel(
 
 
 def logs(
-    job_id: Annotated[str, typer.Argument(help="SLURM job id.")],
+    job_id: Annotated[str, typer.Argument(help="SLURM job id (an array's: every task; ID_N: task N).")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
     config: ConfigOpt = None,
     sets: SetOpt = None,
 ) -> None:
-    """Print a job's output file."""
+    """Print a job's output file (an array job's: each task's lines, prefixed [task N])."""
     import sys
     import time
 
@@ -83,27 +89,29 @@ def logs(
     from mlpfctl.systems.submit import registry_path
 
     runner = default_runner()
-    path = service.log_path(job_id, registry_path(load_config(config, sets).config), runner)
-    offset = 0
-    while True:
-        if path.exists():
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-            offset += len(chunk)
-            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
-            sys.stdout.flush()
-        elif not follow:
+    registry = registry_path(load_config(config, sets).config)
+    paths = service.log_paths(job_id, registry, runner)
+    record = service.find_record(registry, job_id)
+    whole_array = record if record is not None and record.get("array") and "_" not in job_id else None
+    follower = service.LogFollower(paths, array=whole_array)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if not follow:
+        if not any(path.exists() for path in (service.log_files(whole_array) if whole_array else paths)):
             raise UsageError(
-                f"job {job_id} has no output file yet ({path})", "is it still pending? see `mlpfctl jobs`"
+                f"job {job_id} has no output file yet ({paths[0] if paths else 'none'})",
+                "is it still pending? see `mlpfctl jobs`",
             )
-        if not follow or service.job_info(job_id, runner).get("JobState", "UNKNOWN") in service.TERMINAL | {
-            "UNKNOWN"
-        }:
-            if follow and path.exists():  # what was written between the last read and the end
-                with path.open("rb") as handle:
-                    handle.seek(offset)
-                    sys.stdout.write(handle.read().decode("utf-8", errors="replace"))
+        follower.poll(write, final=True)
+        return
+    while True:
+        follower.poll(write)
+        # ended when every task has (or SLURM no longer knows the job)
+        if all(info.get("JobState") in service.TERMINAL for info in service.job_lines(job_id, runner)):
+            follower.poll(write, final=True)  # what was written between the last read and the end
             return
         time.sleep(1.0)
 

@@ -34,6 +34,37 @@ def submit(
     cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="CPUs per task.")] = None,
     job_name: Annotated[str | None, typer.Option("--job-name", "-J", help="SLURM job name.")] = None,
     launcher: Annotated[str | None, typer.Option("--launcher", help="srun, torchrun or auto.")] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(
+            "--array",
+            help="N array tasks, or N%M with at most M at once (hpo: the study is created now, each "
+            "task runs hpo worker steps on its share of a node).",
+            show_default=False,
+        ),
+    ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--after",
+            help="Start after JOB succeeded (JOB or JOB:ok) or ended (JOB:any); repeatable. A failed "
+            "parent cancels a JOB:ok dependant.",
+            show_default=False,
+        ),
+    ] = None,
+    sbatch_args: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sbatch-arg",
+            help="A site option for sbatch, e.g. --sbatch-arg=--reservation=R (repeatable); options "
+            "mlpfctl controls are refused with the reason.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Stream the job's log (stderr) and exit with the job's exit code."),
+    ] = False,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     dry_run: DryRunOpt = False,
@@ -42,6 +73,10 @@ def submit(
     """Submit `train`, `hpo`, `scale-bench` or `check` as a SLURM job:
 
     mlpfctl submit --system lumi --account project_465000000 --nodes 2 -- train --steps 1000
+
+    mlpfctl submit --array 16%4 -- hpo --trials 64      (16 small tasks, 4 at once, one study)
+
+    mlpfctl submit --after 12345 --wait -- train ...    (after job 12345 succeeded; wait for the end)
     """
     from mlpfctl.console import log, out, print_json
     from mlpfctl.errors import UsageError
@@ -62,6 +97,9 @@ def submit(
         "submit.cpus_per_task": ("--cpus-per-task", cpus_per_task),
         "submit.job_name": ("--job-name", job_name),
         "submit.launcher": ("--launcher", launcher),
+        "submit.array": ("--array", array),
+        "submit.after": ("--after", after or None),
+        "submit.sbatch_args": ("--sbatch-arg", sbatch_args or None),
     }
     resolved = load_config(config, sets, flags)
     runner = runner_mod.default_runner()
@@ -70,18 +108,44 @@ def submit(
     if dry_run:
         for path in request.secret_files:
             log(f"would write the storage password to {path} (mode 0600), never into the script")
+        if request.hpo is not None and request.array is not None:
+            log(f"would create the study: mlpfctl {' '.join(request.hpo.create_command)}")
+        log(f"would run: {' '.join(service.sbatch_command(request))}")
         if as_json:
-            print_json({"dry_run": True, "script_path": str(request.script_path), "script": plan.script})
+            print_json(
+                {
+                    "dry_run": True,
+                    "script_path": str(request.script_path),
+                    "sbatch": service.sbatch_command(request),
+                    "script": plan.script,
+                }
+            )
         else:
             out.file.write(plan.script)
             out.file.flush()
         return
-    record = service.submit(plan, runner, service.registry_path(resolved.config))
-    if as_json:
-        print_json(record)
-    else:
+    registry = service.registry_path(resolved.config)
+    record = service.submit(plan, runner, registry)
+    if not as_json:
         log(
             f"submitted {request.kind} job to {request.system} ({request.partition.name}); "
             f"script {request.script_path}"
         )
         out.print(record["job_id"])
+    if wait:
+        import sys
+
+        from mlpfctl.systems import jobs as jobs_mod
+
+        def write(text: str) -> None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+        ended = jobs_mod.wait(record, runner, registry, write)
+        code = jobs_mod.job_exit_status(ended)
+        log(f"job {record['job_id']} ended: {ended.state}, exit code {code}")
+        if as_json:
+            print_json({**record, **ended.as_row()})
+        raise typer.Exit(code)
+    if as_json:
+        print_json(record)

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-import tomllib
 
+from mlpfctl.compat import tomllib
 from mlpfctl.config.schema import Config
 from mlpfctl.errors import ConfigError
 

@@ -107,7 +107,16 @@ class SubmitSection:
     venv: str | None = setting(
         None, "Python environment whose bin/python runs mlpfctl in the job (default: the current one)."
     )
-    container: str | None = setting(None, "Container image to run in (default: the profile's, if any).")
+    container: str | None = setting(
+        None,
+        "Container image the job runs in (default: the profile's, if any); its own python runs mlpfctl "
+        "unless submit.venv names a venv built inside it (mlpfctl container recipe writes such an image).",
+    )
+    container_binds: list[str] = setting(  # noqa: RUF009 (setting() returns a default_factory field)
+        [],
+        "Extra host paths bound into the container (data, caches); the run directory, the directory "
+        "submit ran in and submit.venv are bound anyway.",
+    )
     warning_seconds: int = setting(
         300, "Seconds before the time limit at which SLURM signals the job to checkpoint.", ge=60
     )
@@ -123,6 +132,21 @@ class SubmitSection:
         [], "World sizes a scale-bench job measures (default: 1, 2, 4, ... up to all GPUs).", ge=1
     )
     registry: str | None = setting(None, "Jobs registry file (default: $XDG_STATE_HOME/mlpfctl/jobs.jsonl).")
+    array: str | None = setting(
+        None,
+        "Array job: N tasks, or N%M with at most M running at once (hpo: the study is created at "
+        "submission, each task runs hpo worker steps on its share of a node).",
+    )
+    after: list[str] = setting(  # noqa: RUF009 (setting() returns a default_factory field)
+        [],
+        "Start after these jobs: JOB or JOB:ok (it succeeded), JOB:any (it ended); a parent that "
+        "failed cancels a JOB:ok dependant.",
+    )
+    sbatch_args: list[str] = setting(  # noqa: RUF009 (setting() returns a default_factory field)
+        [],
+        "Site options passed to sbatch (--reservation=R, --mail-type=END, --qos=Q, ...); the options "
+        "the profile and mlpfctl control are refused with the reason.",
+    )
 
 
 @dataclass

@@ -285,7 +285,7 @@ def load_space(spec: str) -> SearchSpace:
             f"search space '{spec}' is neither a preset nor a file",
             f"presets: {', '.join(sorted(PRESETS))}; or pass the path of a TOML search-space file",
         )
-    import tomllib
+    from mlpfctl.compat import tomllib
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

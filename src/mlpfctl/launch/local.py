@@ -66,8 +66,8 @@ def _rebuild_error(rank: int, payload: tuple[Any, ...]) -> MlpfctlError:
     else:
         exc = RuntimeFailure(f"rank {rank} failed: {message}", hint or "see the rank's log above")
         exc.exit_code = code
-    if len(payload) > 4:
-        exc.__notes__ = [payload[4]]  # the child's traceback, for debugging logs only
+    if len(payload) > 4 and sys.version_info >= (3, 11):
+        exc.add_note(payload[4])  # the child's traceback, for debugging logs only (3.11+ shows notes)
     return exc
 
 

@@ -26,8 +26,10 @@ def example_request(
     *,
     nodes: int = 2,
     out_dir: str = "/scratch/mlpf/runs",
-    python: str = "/opt/mlpf/venv/bin/python",
+    python: str | None = "/opt/mlpf/venv/bin/python",
+    **submit: object,
 ) -> JobRequest:
+    """The example job; ``submit`` sets more [submit] keys (array, container, sbatch_args...)."""
     part = profile.partitions[profile.default_partition]
     time_s = min(2 * 3600, part.max_time_s or 2 * 3600)
     settings = SubmitSection(
@@ -38,6 +40,7 @@ def example_request(
     )
     if part.gpus_per_node == 0:
         settings = replace(settings, tasks_per_node=2)
+    settings = replace(settings, **submit)  # type: ignore[arg-type]
     return build_request(
         profile,
         settings,

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from mlpfctl.compat import tomllib
 from mlpfctl.errors import ConfigError, UsageError
 from mlpfctl.resources import resource_dir
 from mlpfctl.systems.slurmtime import format_time, parse_time
@@ -61,6 +60,14 @@ class Software:
     container: str | None = None
     container_exec: str = "singularity exec"
     setup: tuple[str, ...] = ()
+    # modules for jobs in a container (None: ``modules``); a host Python/PyTorch module would put
+    # the host's site-packages on PYTHONPATH inside the image
+    container_modules: tuple[str, ...] | None = None
+    # the image `mlpfctl container recipe` builds on: the centre's recommended PyTorch image
+    # (docker://... or a local .sif path); "" when the centre runs no Apptainer/Singularity
+    container_base: str = ""
+    # how to build the recipe's image there ({image}, {definition}); default: "<exec tool> build"
+    container_build: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,11 @@ class SystemProfile:
                 "container": self.software.container,
                 "container_exec": self.software.container_exec,
                 "setup": list(self.software.setup),
+                "container_modules": (
+                    None if self.software.container_modules is None else list(self.software.container_modules)
+                ),
+                "container_base": self.software.container_base,
+                "container_build": self.software.container_build,
             },
             "cache": {"node_local": self.node_local_cache, "miopen": self.miopen_cache},
             "partitions": {
@@ -254,6 +266,9 @@ _SOFTWARE_KEYS = {
     "container": str,
     "container_exec": str,
     "setup": list,
+    "container_modules": list,
+    "container_base": str,
+    "container_build": str,
 }
 _CACHE_KEYS = {"node_local": str, "miopen": bool}
 _TYPE_NAMES = {str: "a string", bool: "true/false", int: "an integer", list: "a list", dict: "a table"}
@@ -381,6 +396,11 @@ class _Reader:
                 container=software.get("container"),
                 container_exec=software.get("container_exec", "singularity exec"),
                 setup=tuple(software.get("setup", ())),
+                container_modules=(
+                    tuple(software["container_modules"]) if "container_modules" in software else None
+                ),
+                container_base=software.get("container_base", ""),
+                container_build=software.get("container_build", ""),
             ),
             node_local_cache=cache.get("node_local", ""),
             miopen_cache=cache.get("miopen", False),

@@ -25,6 +25,12 @@ TEMPLATES = {
     "hpo": "hpo.sh.j2",
     "scale-bench": "scale-bench.sh.j2",
 }
+# the same kinds as array jobs (request.ARRAY_KINDS): what one task runs
+ARRAY_TEMPLATES = {"hpo": "hpo-array.sh.j2"}
+
+
+def template_name(request: JobRequest) -> str:
+    return (ARRAY_TEMPLATES if request.array else TEMPLATES)[request.kind]
 
 
 def _shjoin(items: Iterable[Any]) -> str:
@@ -38,10 +44,14 @@ def _slurm_filename(path: str) -> str:
 
 def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
     part = request.partition
-    whole_node = request.gpus_per_node == part.gpus_per_node and request.gpus_per_node > 0
+    software = profile.software
     runner: list[str] = []
+    modules = list(software.modules)
     if request.container:
-        runner = [*shlex.split(profile.software.container_exec), request.container]
+        binds = [arg for path in request.container_binds for arg in ("--bind", path)]
+        runner = [*shlex.split(software.container_exec), *binds, request.container]
+        if software.container_modules is not None:
+            modules = list(software.container_modules)
     cpus_per_proc = request.cpus_per_task
     if request.hpo is not None:  # one task runs the driver's local workers
         cpus_per_proc = max(1, request.cpus_per_task // request.hpo.workers_per_node)
@@ -51,7 +61,7 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
     threads_per_proc = max(1, cpus_per_proc // profile.threads_per_core)
     return {
         "kind": request.kind,
-        "kind_template": TEMPLATES[request.kind],
+        "kind_template": template_name(request),
         "system": profile.name,
         "title": profile.title,
         "job_name": request.job_name,
@@ -65,25 +75,29 @@ def context(profile: SystemProfile, request: JobRequest) -> dict[str, Any]:
         "cpus_per_task": request.cpus_per_task,
         "gpus_per_node": request.gpus_per_node,
         "gpu_request": profile.gpu_request,
-        "mem": part.mem if whole_node else "",
+        "mem": part.mem if request.whole_node else "",
         "mem_per_gpu": request.mem_per_gpu or "",
         "exclusive": part.exclusive,
         "time": request.time,
-        "output": _slurm_filename(str(request.run_dir)) + "/slurm-%j.out",
+        "output": _slurm_filename(str(request.run_dir)) + "/" + request.log_pattern,
+        "array": request.array.sbatch if request.array else "",
+        "array_size": request.array.size if request.array else 0,
         "warning_s": request.warning_s,
         "requeue": request.kind in ("train", "hpo"),
         "max_requeues": request.max_requeues,
         "checkpointed": EXIT_CHECKPOINTED,
-        "sbatch_extra": list(profile.sbatch),
-        "module_purge": profile.software.module_purge,
-        "module_use": list(profile.software.module_use),
-        "modules": list(profile.software.modules),
-        "setup_lines": list(profile.software.setup),
+        "sbatch_extra": [*profile.sbatch, *request.sbatch_args],
+        "module_purge": software.module_purge,
+        "module_use": list(software.module_use),
+        "modules": modules,
+        "setup_lines": list(software.setup),
         "python": request.python,
         "runner": runner,
+        "container": request.container or "",
         "run_dir": str(request.run_dir),
         "workdir": str(request.workdir),
         "omp_threads": threads_per_proc,
+        "cpus_per_proc": cpus_per_proc,
         "env": sorted(profile.env.items()),
         "miopen": profile.miopen_cache,
         "node_local": profile.node_local_cache or "/tmp",
@@ -105,7 +119,7 @@ def render(profile: SystemProfile, request: JobRequest) -> str:
 
     try:
         text: str = (
-            _environment(jinja2).get_template(TEMPLATES[request.kind]).render(context(profile, request))
+            _environment(jinja2).get_template(template_name(request)).render(context(profile, request))
         )
         return text
     except jinja2.TemplateNotFound as exc:

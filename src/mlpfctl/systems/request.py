@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlpfctl.config.schema import SubmitSection
 from mlpfctl.errors import UsageError
+from mlpfctl.systems.chain import ArraySpec, Dependency, parse_after, parse_array
+from mlpfctl.systems.passthrough import check_sbatch_args
 from mlpfctl.systems.profiles import Partition, SystemProfile, did_you_mean
 from mlpfctl.systems.slurmtime import format_time, parse_time
 
@@ -29,6 +31,8 @@ ENTRY = {
     "scale-bench": ("mlpfctl", ("scale-bench",)),
     "check": ("mlpfctl.systems.check_dist", ()),
 }
+# kinds that run as array jobs (--array), and what one array task does
+ARRAY_KINDS = {"hpo": "hpo worker steps on its share of a node, on the study that submit created"}
 JOURNAL_FILE = "optuna-journal.log"
 PGPASS_FILE = ".pgpass"
 DEFAULT_TIME_S = 3600  # without --time: one hour, or the partition's limit if that is shorter
@@ -39,7 +43,10 @@ _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
 @dataclass(frozen=True)
 class HpoPlan:
     """An HPO job: ``mlpfctl hpo run`` on the first node creates (or, after a requeue, resumes) the
-    study and runs that node's workers; every other node runs ``mlpfctl hpo worker`` steps."""
+    study and runs that node's workers; every other node runs ``mlpfctl hpo worker`` steps.
+
+    As an array job, ``mlpfctl submit`` creates the study (``create_command``) before sbatch, and
+    every task runs ``workers_per_node`` worker steps (the counts are per task then)."""
 
     workers: int
     workers_per_node: int
@@ -48,6 +55,11 @@ class HpoPlan:
     study: str
     driver_command: tuple[str, ...]  # after ``python -m mlpfctl``
     pgpass_file: Path | None = None
+
+    @property
+    def create_command(self) -> tuple[str, ...]:
+        """``mlpfctl hpo create`` with the driver's arguments: creates the study or reuses it."""
+        return ("hpo", "create", *self.driver_command[2:])
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,15 @@ class JobRequest:
     # job's arguments mean on the node what they meant when the job was checked
     workdir: Path = field(default_factory=Path.cwd)
     mem_per_gpu: str | None = None  # --mem-per-gpu for sub-node jobs on shared GPU partitions
+    # the job has its nodes to itself: an exclusive partition, or every GPU of a GPU node
+    whole_node: bool = False
+    array: ArraySpec | None = None
+    after: tuple[Dependency, ...] = ()  # passed to sbatch at submission (job ids exist only then)
+    sbatch_args: tuple[str, ...] = ()  # checked site options (--sbatch-arg), rendered as #SBATCH lines
+    container_binds: tuple[str, ...] = ()  # host paths bound into the container
+    # a follow-up job in the same run directory (e.g. a step that runs after an array, with
+    # ``after``) is another script there
+    script_name: str = "job.sh"
     hpo: HpoPlan | None = None
     scale_points: tuple[int, ...] = ()
     # written next to the script with mode 0600, never rendered or printed
@@ -90,11 +111,16 @@ class JobRequest:
 
     @property
     def script_path(self) -> Path:
-        return self.run_dir / "job.sh"
+        return self.run_dir / self.script_name
 
     @property
     def world_size(self) -> int:
         return self.nodes * self.procs_per_node
+
+    @property
+    def log_pattern(self) -> str:
+        """The job's output file name (sbatch patterns: an array task's is JOB_TASK)."""
+        return "slurm-%A_%a.out" if self.array else "slurm-%j.out"
 
 
 def current_python() -> str:
@@ -166,7 +192,7 @@ def strip_password(url: str, pgpass: Path) -> tuple[str, dict[Path, str]]:
 
 
 def _hpo_plan(
-    settings: SubmitSection, args: list[str], run_dir: Path, gpus: int, procs: int
+    settings: SubmitSection, args: list[str], run_dir: Path, gpus: int, procs: int, array: ArraySpec | None
 ) -> tuple[HpoPlan, dict[Path, str], list[str]]:
     rest, storage = _split_option(args, "--storage")
     rest, study = _split_option(rest, "--study")
@@ -174,9 +200,10 @@ def _hpo_plan(
     storage = (
         storage or settings.hpo_storage or f"journal:///{(run_dir / JOURNAL_FILE).as_posix().lstrip('/')}"
     )
-    if storage.startswith("sqlite") and settings.nodes > 1:
+    if storage.startswith("sqlite") and (settings.nodes > 1 or array):
+        sharers = f"the {settings.nodes} nodes of this job" if not array else "the tasks of an array job"
         raise UsageError(
-            f"SQLite storage cannot be shared by the {settings.nodes} nodes of this job "
+            f"SQLite storage cannot be shared by {sharers} "
             "(its file locks are not coherent across nodes on parallel file systems)",
             "drop --storage to use a journal file in the run directory, or use postgresql://",
         )
@@ -242,6 +269,33 @@ def _run_dir(out_dir: str, run_name: str | None, job_name: str, stamp: str) -> P
     return parent / f"{path_safe(job_name)}-{stamp}"
 
 
+def _array(settings: SubmitSection, kind: str) -> ArraySpec | None:
+    if settings.array is None:
+        return None
+    if kind not in ARRAY_KINDS:
+        done = "; ".join(f"{k}: each task runs {what}" for k, what in ARRAY_KINDS.items())
+        raise UsageError(
+            f"a {kind} job cannot be an array job (--array)",
+            f"arrays are for {', '.join(ARRAY_KINDS)} jobs ({done}); a {kind} job is one allocation "
+            "(--nodes)",
+        )
+    if settings.nodes != 1:
+        raise UsageError(
+            f"an array task runs on one node (or a share of one), not {settings.nodes}",
+            "drop --nodes and ask for more tasks: --array N[%M]",
+        )
+    return parse_array(settings.array)
+
+
+def _gpus(settings: SubmitSection, part: Partition, array: ArraySpec | None) -> int:
+    if settings.gpus_per_node is not None:
+        return settings.gpus_per_node
+    if array is not None and not part.exclusive and part.gpus_per_node:
+        # many small tasks backfill sooner than whole nodes: one GPU each unless told otherwise
+        return 1
+    return part.gpus_per_node
+
+
 def _time_s(settings: SubmitSection, part: Partition) -> int:
     if settings.time is None:
         # without --time the partition's limit caps the default (Perlmutter's debug QOS: 30 min)
@@ -295,6 +349,7 @@ def build_request(
         )
     part = profile.partition(settings.partition)
     where = f"partition '{part.name}' on {profile.name}"
+    array = _array(settings, kind)
 
     time_s = _time_s(settings, part)
     if part.max_time_s is not None and time_s > part.max_time_s:
@@ -314,7 +369,7 @@ def build_request(
             f"use --nodes {part.max_nodes} or less, or another partition "
             f"(mlpfctl systems show {profile.name})",
         )
-    gpus = part.gpus_per_node if settings.gpus_per_node is None else settings.gpus_per_node
+    gpus = _gpus(settings, part, array)
     if gpus > part.gpus_per_node:
         raise UsageError(
             f"{gpus} GPUs per node requested, but a node of {where} has {part.gpus_per_node}",
@@ -349,15 +404,17 @@ def build_request(
     per_task = 1
     tasks_per_node = procs
     if kind == "hpo":
-        hpo, secrets, rest = _hpo_plan(settings, rest, run_dir, gpus, procs)
+        hpo, secrets, rest = _hpo_plan(settings, rest, run_dir, gpus, procs, array)
         rest = ["--storage", hpo.storage, "--study", hpo.study]
         tasks_per_node, per_task = 1, hpo.workers_per_node
     elif launcher == "torchrun" and kind in ("train", "check"):
         tasks_per_node, per_task = 1, procs
     # A sub-node job on a shared GPU partition asks for the cores that go with its GPUs: LUMI bills
     # max(cores / 8, GCDs), so all 56 cores for 2 GCDs would cost 3.5 times the GPUs.
+    # Elsewhere a sub-node job takes its GPUs' share of the cores (Karolina: 1/8 node = 1 GPU + 16).
     sub_node = 0 < gpus < part.gpus_per_node
-    node_cpus = part.cpus_per_gpu * gpus if sub_node and part.cpus_per_gpu else part.cpus_per_node
+    per_gpu = part.cpus_per_gpu or part.cpus_per_node // max(1, part.gpus_per_node)
+    node_cpus = per_gpu * gpus if sub_node else part.cpus_per_node
     # --cpus-per-task counts per process (per HPO worker); the job asks for it per SLURM task
     per_proc = settings.cpus_per_task or max(1, node_cpus // (tasks_per_node * per_task))
     cpus = per_proc * per_task
@@ -382,7 +439,10 @@ def build_request(
             )
 
     container = settings.container or profile.software.container
-    full_node = gpus == part.gpus_per_node and (part.exclusive or settings.nodes >= 1)
+    job_dir = _check_path("working directory", workdir or Path.cwd())
+    whole_node = is_whole_node(part, gpus)
+    sbatch_args, qos = check_sbatch_args(settings.sbatch_args, profile, part, settings.qos or part.qos)
+    python_path = _check_text("python", _python(profile, settings, container, python))
     return JobRequest(
         kind=kind,
         system=profile.name,
@@ -390,7 +450,7 @@ def build_request(
         run_dir=run_dir,
         partition=part,
         account=_check_text("account", account) if account else None,
-        qos=settings.qos or part.qos,
+        qos=qos,
         nodes=settings.nodes,
         time_s=time_s,
         gpus_per_node=gpus,
@@ -398,19 +458,56 @@ def build_request(
         procs_per_node=procs,
         cpus_per_task=cpus,
         launcher=launcher,
-        python=_check_text("python", _python(profile, settings, container, python)),
+        python=python_path,
         container=_check_text("container", container) if container else None,
         entry_module=module,
         command=(*prefix, *rest),
         warning_s=settings.warning_seconds,
         max_requeues=settings.max_requeues,
-        cpu_bind=profile.cpu_bind if full_node and tasks_per_node == part.gpus_per_node else "",
-        workdir=_check_path("working directory", workdir or Path.cwd()),
+        # the per-GPU CPU masks fit only a node whose every GPU has its task
+        cpu_bind=profile.cpu_bind if whole_node and tasks_per_node == part.gpus_per_node else "",
+        workdir=job_dir,
         mem_per_gpu=part.mem_per_gpu if sub_node else None,
+        whole_node=whole_node,
+        array=array,
+        after=tuple(parse_after(_check_text("--after", text)) for text in settings.after),
+        sbatch_args=tuple(_check_text("--sbatch-arg", arg) for arg in sbatch_args),
+        container_binds=_binds(container, settings, job_dir, run_dir, python_path),
         scale_points=points,
         secret_files=secrets,
         hpo=hpo,
     )
+
+
+def is_whole_node(part: Partition, gpus: int) -> bool:
+    """The one definition of a whole-node job: the partition hands out whole nodes, or the job
+    takes every GPU of a GPU node (then it gets the node's memory and, with one task per GPU, the
+    profile's per-GPU CPU masks). Anything else shares its nodes."""
+    return part.exclusive or (part.gpus_per_node > 0 and gpus == part.gpus_per_node)
+
+
+def _binds(
+    container: str | None, settings: SubmitSection, workdir: Path, run_dir: Path, python: str
+) -> tuple[str, ...]:
+    """Host paths the job needs inside its container: where it runs, where it writes, the venv it
+    was told to use, and the user's extra paths; nested paths are covered by their parents."""
+    if container is None:
+        return ()
+    wanted = [workdir, run_dir]
+    if Path(python).is_absolute():  # a venv (submit.venv) on a host path: bind its root
+        wanted.append(Path(python).parent.parent)
+    wanted += [Path(p).expanduser().absolute() for p in settings.container_binds]
+    chosen: list[Path] = []
+    for path in sorted(set(wanted), key=lambda p: len(p.parts)):
+        if not any(path == parent or parent in path.parents for parent in chosen):
+            chosen.append(path)
+    for path in chosen:
+        if "," in str(path) or ":" in str(path):
+            raise UsageError(
+                f"cannot bind {path} into the container: ',' and ':' separate bind paths",
+                "use a path without ',' or ':' (a symbolic link to it works)",
+            )
+    return tuple(_check_text("bind path", str(path)) for path in chosen)
 
 
 def _check_path(what: str, path: Path) -> Path:

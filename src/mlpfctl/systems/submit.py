@@ -1,17 +1,18 @@
 """Plan a job (profile + settings -> checked request -> script), then submit it.
 
 ``plan`` changes nothing (``--dry-run`` prints its script); ``submit`` writes the script into the
-run directory atomically, calls ``sbatch --parsable`` through the injectable runner, and records
-the job in the jobs registry.
+run directory atomically, creates the study of an HPO array job, calls ``sbatch --parsable``
+(with the request's dependencies) through the injectable runner, and records the job in the jobs
+registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,8 +22,10 @@ from typing import Any
 from mlpfctl.atomic import atomic_write_text
 from mlpfctl.config.schema import Config
 from mlpfctl.console import warn
-from mlpfctl.errors import RuntimeFailure
+from mlpfctl.errors import RuntimeFailure, UsageError
+from mlpfctl.systems.chain import dependency_args
 from mlpfctl.systems.discover import with_discovered
+from mlpfctl.systems.jobs import append_record
 from mlpfctl.systems.profiles import SystemProfile, load_profile
 from mlpfctl.systems.render import render
 from mlpfctl.systems.request import JobRequest, build_request, check_kind
@@ -68,12 +71,68 @@ def plan(
         python=python,
     )
     checked = check_job(request)
+    if checked is not None and request.hpo is not None:
+        _check_trial_devices(request, checked.plan)
     if kind == "scale-bench" and checked is not None and "out_dir" in checked.defaulted:
         # the records belong to the run, not to wherever the job was submitted from
         request = dataclasses.replace(
             request, command=(*request.command, "--out", str(request.run_dir / "scale-bench"))
         )
     return Plan(profile, request, render(profile, request))
+
+
+def _check_trial_devices(request: JobRequest, plan: Mapping[str, Any]) -> None:
+    """Each HPO worker step gets ``gpus_per_worker`` GPUs; a K-rank trial needs K of them."""
+    assert request.hpo is not None
+    ranks = int(plan.get("ranks_per_trial") or 1)
+    have = request.hpo.gpus_per_worker
+    if have and ranks > have:
+        where = "array task" if request.array else "node"
+        raise UsageError(
+            f"the study runs {ranks}-rank trials, but each HPO worker gets {have} GPU(s) "
+            f"({request.hpo.workers_per_node} worker(s) per {where}, {request.gpus_per_node} GPU(s))",
+            f"ask for --gpus-per-node {ranks * request.hpo.workers_per_node}, or fewer workers "
+            "(submit.hpo_workers)",
+        )
+
+
+def sbatch_command(request: JobRequest) -> list[str]:
+    """The sbatch call for ``request``; dependencies go here, not into the script (the parent's id
+    exists only now, and the script stays the same for a resubmission)."""
+    return ["sbatch", "--parsable", *dependency_args(request.after), str(request.script_path)]
+
+
+def study_environment(request: JobRequest) -> dict[str, str]:
+    """The environment the job's HPO steps resolve their configuration in (as the script sets it)."""
+    env = {**os.environ, "MLPFCTL_RUN__OUT_DIR": str(request.run_dir), "MLPFCTL_HPO_NO_DEVICE_PROBE": "1"}
+    if request.hpo is not None and request.hpo.pgpass_file is not None:
+        env["PGPASSFILE"] = str(request.hpo.pgpass_file)
+    return env
+
+
+def create_study(request: JobRequest) -> None:
+    """Create the study of an HPO array job (or reuse it) before any task can start: the tasks
+    only run ``hpo worker``, so no two of them race to create it. Runs ``mlpfctl hpo create`` with
+    the job's arguments, in the job's directory and environment, with this installation."""
+    assert request.hpo is not None
+    argv = [sys.executable, "-m", "mlpfctl", *request.hpo.create_command]
+    proc = subprocess.run(
+        argv,
+        cwd=request.workdir,
+        env=study_environment(request),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        error = next((line[7:] for line in lines if line.startswith("error: ")), lines[-1] if lines else "")
+        hint = next((line[6:] for line in lines if line.startswith("hint: ")), None)
+        raise RuntimeFailure(
+            f"could not create study '{request.hpo.study}' for the array job: {error}",
+            hint or "the array's tasks need the study to exist; check the storage (mlpfctl hpo status)",
+        )
 
 
 def parse_job_id(stdout: str) -> str:
@@ -84,19 +143,6 @@ def parse_job_id(stdout: str) -> str:
             f"sbatch printed {stdout.strip()!r} instead of a job id", "check the sbatch output"
         )
     return job_id
-
-
-def append_record(registry: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line per job, in one write under a lock: concurrent submits never mix lines."""
-    registry.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    fd = os.open(registry, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def submit(job: Plan, runner: Runner, registry: Path) -> dict[str, Any]:
@@ -114,7 +160,9 @@ def submit(job: Plan, runner: Runner, registry: Path) -> dict[str, Any]:
             os.chmod(path, 0o600)
         atomic_write_text(request.script_path, job.script)
         os.chmod(request.script_path, 0o755)
-        result = runner(["sbatch", "--parsable", str(request.script_path)])
+        if request.hpo is not None and request.array is not None:
+            create_study(request)
+        result = runner(sbatch_command(request))
         if result.returncode != 0:
             raise RuntimeFailure(
                 f"sbatch rejected {request.script_path}: {result.stderr.strip() or result.stdout.strip()}",
@@ -129,7 +177,7 @@ def submit(job: Plan, runner: Runner, registry: Path) -> dict[str, Any]:
             for path in (request.script_path, *request.secret_files):
                 path.unlink(missing_ok=True)
         raise
-    record = {
+    record: dict[str, Any] = {
         "job_id": job_id,
         "system": request.system,
         "kind": request.kind,
@@ -141,5 +189,10 @@ def submit(job: Plan, runner: Runner, registry: Path) -> dict[str, Any]:
         "script": str(request.script_path),
         "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if request.array is not None:
+        record["array"] = request.array.sbatch
+        record["array_size"] = request.array.size
+    if request.after:
+        record["after"] = [str(d) for d in request.after]
     append_record(registry, record)
     return record

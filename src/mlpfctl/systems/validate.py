@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlpfctl.errors import MlpfctlError, UsageError
@@ -35,6 +36,7 @@ class CheckedJob:
 
     command_path: str  # e.g. "mlpfctl hpo run"
     defaulted: frozenset[str]  # parameters the job leaves at their defaults
+    plan: Mapping[str, Any] = field(default_factory=dict)  # the command's --dry-run --json plan
 
 
 def node_argv(request: JobRequest) -> list[str] | None:
@@ -93,8 +95,10 @@ def check_job(request: JobRequest) -> CheckedJob | None:
     ctx = click_core.Context(command, info_name="mlpfctl")
     args = argv
     name: str | None = "mlpfctl"
-    # help or usage text that a parser prints goes nowhere: the error says what is wrong
-    with _job_environment(request), contextlib.redirect_stdout(io.StringIO()):
+    # help or usage text that a parser prints goes nowhere: the error says what is wrong; the plan
+    # a command prints in its --dry-run --json mode is kept
+    captured = io.StringIO()
+    with _job_environment(request), contextlib.redirect_stdout(captured):
         try:
             while isinstance(command, typer.core.TyperGroup):
                 name, sub, args = command.resolve_command(ctx, args)
@@ -131,4 +135,12 @@ def check_job(request: JobRequest) -> CheckedJob | None:
             raise prefixed from None
         except click_exceptions.UsageError as exc:
             raise _usage(kind, exc, path) from None
-    return CheckedJob(path, defaulted)
+    return CheckedJob(path, defaulted, _plan(captured.getvalue()))
+
+
+def _plan(text: str) -> dict[str, Any]:
+    try:
+        plan = json.loads(text)
+    except ValueError:
+        return {}
+    return plan if isinstance(plan, dict) else {}

@@ -79,6 +79,12 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
+    exit "$1"
+}
 # exit 3: the program checkpointed on the signal; run again from the checkpoint. After the warning
 # any failure requeues too (torchrun reports its workers' exit 3 as a failure of its own).
 finish() {
@@ -91,7 +97,7 @@ finish() {
         fi
         echo "mlpfctl: job $SLURM_JOB_ID was requeued 10 times already; giving up" >&2
     fi
-    exit "$rc"
+    end_job "$rc"
 }
 
 # ---- training: resume from the run directory's latest checkpoint after a requeue

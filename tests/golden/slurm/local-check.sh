@@ -74,14 +74,20 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
+    exit "$1"
+}
 # check jobs do not resume: after the warning nothing new starts; exit 3 says that work was left out
 finish() {
     local rc=$1
     if [ "$rc" = 0 ] && [ -n "$skipped" ]; then
         echo "mlpfctl: stopped at the time-limit warning; not requeued (check jobs do not resume)" >&2
-        exit 3
+        end_job 3
     fi
-    exit "$rc"
+    end_job "$rc"
 }
 
 # ---- the check: every rank all-reduces over the launcher below

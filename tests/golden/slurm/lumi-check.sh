@@ -22,8 +22,12 @@ set -uo pipefail
 module --force purge
 module use /appl/local/laifs/modules
 module load lumi-aif-singularity-bindings
+# the job runs in the container with the venv submit.venv names; nothing of the host's
+# Python environment reaches it (a host venv or PYTHONPATH would shadow the image's packages)
+unset PYTHONPATH PYTHONHOME VIRTUAL_ENV
+export PYTHONNOUSERSITE=1
 MLPFCTL_PY=/opt/mlpf/venv/bin/python
-RUNNER=(singularity run /appl/local/laifs/containers/lumi-multitorch-latest.sif)
+RUNNER=(singularity run --bind /scratch/mlpf --bind /opt/mlpf/venv /appl/local/laifs/containers/lumi-multitorch-latest.sif)
 # every step starts through mlpfctl.systems.step: it keeps the warning signal pending until the
 # training processes ask for it, so that no other process of a step dies of it
 STEP=("${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl.systems.step)
@@ -95,14 +99,20 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
+    exit "$1"
+}
 # check jobs do not resume: after the warning nothing new starts; exit 3 says that work was left out
 finish() {
     local rc=$1
     if [ "$rc" = 0 ] && [ -n "$skipped" ]; then
         echo "mlpfctl: stopped at the time-limit warning; not requeued (check jobs do not resume)" >&2
-        exit 3
+        end_job 3
     fi
-    exit "$rc"
+    end_job "$rc"
 }
 
 # ---- the check: every rank all-reduces over the launcher below

@@ -23,8 +23,12 @@ set -uo pipefail
 module --force purge
 module use /appl/local/laifs/modules
 module load lumi-aif-singularity-bindings
+# the job runs in the container with the venv submit.venv names; nothing of the host's
+# Python environment reaches it (a host venv or PYTHONPATH would shadow the image's packages)
+unset PYTHONPATH PYTHONHOME VIRTUAL_ENV
+export PYTHONNOUSERSITE=1
 MLPFCTL_PY=/opt/mlpf/venv/bin/python
-RUNNER=(singularity run /appl/local/laifs/containers/lumi-multitorch-latest.sif)
+RUNNER=(singularity run --bind /scratch/mlpf --bind /opt/mlpf/venv /appl/local/laifs/containers/lumi-multitorch-latest.sif)
 # every step starts through mlpfctl.systems.step: it keeps the warning signal pending until the
 # training processes ask for it, so that no other process of a step dies of it
 STEP=("${RUNNER[@]}" "$MLPFCTL_PY" -m mlpfctl.systems.step)
@@ -96,6 +100,12 @@ wait_steps() {
     STEPS=()
     return "$rc"
 }
+# the last line of the log says how the job ended: `mlpfctl jobs` reads it once SLURM has forgotten
+# the job and no accounting (sacct) remembers it
+end_job() {
+    echo "mlpfctl: job ${SLURM_JOB_ID} ended with exit code $1" >&2
+    exit "$1"
+}
 # exit 3: the program checkpointed on the signal; run again from the checkpoint. After the warning
 # any failure requeues too (torchrun reports its workers' exit 3 as a failure of its own).
 finish() {
@@ -108,7 +118,7 @@ finish() {
         fi
         echo "mlpfctl: job $SLURM_JOB_ID was requeued 10 times already; giving up" >&2
     fi
-    exit "$rc"
+    end_job "$rc"
 }
 
 # ---- driver on the first node: creates the study (resumes it after a requeue) and runs that

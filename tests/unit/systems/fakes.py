@@ -11,12 +11,21 @@ SINFO_JSON = (Path(__file__).resolve().parents[2] / "data" / "sinfo-22.05.json")
 
 
 class FakeSlurm:
-    """Answers sbatch/scontrol/scancel like SLURM 22.05; fails on anything else."""
+    """Answers sbatch/scontrol/scancel/sacct like SLURM 22.05; fails on anything else."""
 
     def __init__(self, sbatch: Result | None = None) -> None:
         self.calls: list[list[str]] = []
         self.sbatch = sbatch or Result(0, "77\n", "")
         self.states: dict[str, str] = {}
+        self.exit_codes: dict[str, str] = {}
+        # no accounting, as on the local cluster (sacct exits 1)
+        self.sacct = Result(1, "", "sacct: error: Slurm accounting storage is disabled\n")
+
+    def _line(self, job_id: str) -> str:
+        return (
+            f"JobId={job_id} JobName=a b c JobState={self.states[job_id]} Reason=None Restarts=1 "
+            f"ExitCode={self.exit_codes.get(job_id, '0:0')} RunTime=00:00:05 StdOut=/o/{job_id}.out"
+        )
 
     def __call__(self, argv: Sequence[str]) -> Result:
         argv = list(argv)
@@ -24,14 +33,14 @@ class FakeSlurm:
         if argv[0] == "sbatch":
             return self.sbatch
         if argv[:4] == ["scontrol", "show", "job", "-o"]:
-            state = self.states.get(argv[4])
-            if state is None:
+            if len(argv) == 4:  # every job the controller knows
+                lines = [self._line(job_id) for job_id in self.states]
+                return Result(0, "\n".join(lines) + "\n" if lines else "No jobs in the system\n", "")
+            if argv[4] not in self.states:
                 return Result(1, "", "slurm_load_jobs error: Invalid job id specified\n")
-            line = (
-                f"JobId={argv[4]} JobName=a b c JobState={state} Reason=None Restarts=1 ExitCode=0:0 "
-                f"RunTime=00:00:05 StdOut=/o/{argv[4]}.out"
-            )
-            return Result(0, line + "\n", "")
+            return Result(0, self._line(argv[4]) + "\n", "")
+        if argv[0] == "sacct":
+            return self.sacct
         if argv == ["sinfo", "--json"]:
             return Result(0, SINFO_JSON, "")
         if argv[0] == "sinfo":

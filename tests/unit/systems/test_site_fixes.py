@@ -100,7 +100,34 @@ def test_lumi_container_never_runs_the_login_nodes_venv() -> None:
     _, request = build("lumi", container="/project/project_1/mlpfctl.sif")
     assert request.python == "python3" and request.container == "/project/project_1/mlpfctl.sif"
     text = script_for("lumi", venv="/p/venv")
-    assert "RUNNER=(singularity run /appl/local/laifs/containers/lumi-multitorch-latest.sif)" in text
+    runner = next(line for line in lines(text) if line.startswith("RUNNER=("))
+    # the venv built inside the container is bound into it, with the run and working directories
+    assert runner.startswith("RUNNER=(singularity run --bind ")
+    assert runner.endswith(" /appl/local/laifs/containers/lumi-multitorch-latest.sif)")
+    assert "--bind /p/venv " in runner and "--bind /scratch/runs/r " in runner
+    assert "MLPFCTL_PY=/p/venv/bin/python" in text
+
+
+@pytest.mark.parametrize("system", ["lumi", "jureca", "leonardo", "karolina", "vega"])
+def test_a_container_job_never_uses_the_host_python_environment(system: str) -> None:
+    """With an image of mlpfctl (mlpfctl container recipe) and no submit.venv, the job runs the
+    image's python; no host venv path reaches the script, and the host's Python variables are
+    unset before the container starts (sbatch passes the login shell's environment on)."""
+    image = "/scratch/project/mlpfctl.sif"
+    text = script_for(system, container=image, container_binds=["/data/ee_ttbar"])
+    assert "MLPFCTL_PY=python3" in text
+    assert "/venv" not in text and "/bin/python" not in text
+    setup = text.index("unset PYTHONPATH PYTHONHOME VIRTUAL_ENV")
+    assert setup < text.index("RUNNER=(") and "export PYTHONNOUSERSITE=1" in text
+    runner = next(line for line in lines(text) if line.startswith("RUNNER=("))
+    assert runner.endswith(f" {image})") and "--bind /data/ee_ttbar " in runner
+    profile = load_profile(system, ENV)
+    if profile.software.container_modules is not None:  # the host's Python/PyTorch modules stay out
+        loads = [line.split()[2:] for line in lines(text) if line.startswith("module load ")]
+        loaded = [word for words in loads for word in words]
+        assert loaded == list(profile.software.container_modules)
+    if "--nv" in profile.software.container_exec:
+        assert runner.startswith("RUNNER=(") and " --nv " in runner
 
 
 # ---- VEGA and Perlmutter

@@ -16,12 +16,12 @@ from mlpfctl.systems.profiles import SystemProfile, load_profile, profile_files
 from mlpfctl.systems.render import render
 from mlpfctl.systems.request import KINDS
 from mlpfctl.systems.runner import Result
+from tests.unit.systems.golden import assert_golden
 
 ENV = {"XDG_CONFIG_HOME": "/nonexistent-mlpfctl-test"}
 SYSTEMS = sorted(profile_files(ENV))
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "slurm"
 SINFO_JSON = (Path(__file__).resolve().parents[2] / "data" / "sinfo-22.05.json").read_text()
-UPDATE = os.environ.get("MLPFCTL_UPDATE_GOLDEN") == "1"
 
 
 def sinfo(argv: Sequence[str]) -> Result:
@@ -56,16 +56,43 @@ def test_local_profile_reads_partitions_from_sinfo() -> None:
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_golden(system: str, kind: str) -> None:
     script = render(profile_for(system), example_request(profile_for(system), kind))
-    golden = GOLDEN / f"{system}-{kind}.sh"
-    if UPDATE or not golden.exists():
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(script)
-        if not UPDATE:
-            pytest.fail(f"{golden} did not exist and was written; check it and commit it")
-    assert script == golden.read_text(), (
-        f"the rendered {kind} script for {system} differs from {golden}. If the change is intended, "
-        "regenerate the golden files: MLPFCTL_UPDATE_GOLDEN=1 pytest tests/unit/systems/test_submit_render.py"
-    )
+    assert_golden(GOLDEN / f"{system}-{kind}.sh", script)
+
+
+# arrays, containers, site options: one golden file each where the profile makes a difference
+VARIANTS: dict[str, tuple[str, str, dict[str, object]]] = {
+    "lumi-hpo-array": ("lumi", "hpo", {"array": "16%4"}),
+    "local-hpo-array": ("local", "hpo", {"array": "4%2"}),
+    "jureca-hpo-array": ("jureca", "hpo", {"array": "8"}),
+    "lumi-train-container": ("lumi", "train", {"container": "/project/project_465000000/mlpfctl.sif"}),
+    "jureca-train-container": (
+        "jureca",
+        "train",
+        {"container": "/p/project1/mlpf/mlpfctl.sif", "container_binds": ["/p/scratch/mlpf/data"]},
+    ),
+    "leonardo-hpo-array-container": (
+        "leonardo",
+        "hpo",
+        {"array": "32%8", "container": "/leonardo_work/mlpf/mlpfctl.sif"},
+    ),
+    "karolina-train-site-options": (
+        "karolina",
+        "train",
+        {"sbatch_args": ["--reservation=maint", "--mail-type=END,FAIL", "--qos=3571"]},
+    ),
+}
+
+
+def variant_script(name: str) -> str:
+    system, kind, submit = VARIANTS[name]
+    profile = profile_for(system)
+    python = None if "container" in submit else "/opt/mlpf/venv/bin/python"
+    return render(profile, example_request(profile, kind, nodes=1, python=python, **submit))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_golden_variants(name: str) -> None:
+    assert_golden(GOLDEN / f"{name}.sh", variant_script(name))
 
 
 def shellcheck() -> str:
@@ -80,6 +107,14 @@ def shellcheck() -> str:
 def test_shellcheck_clean(system: str, kind: str, tmp_path: Path) -> None:
     script = tmp_path / "job.sh"
     script.write_text(render(profile_for(system), example_request(profile_for(system), kind)))
+    result = subprocess.run([shellcheck(), "--shell=bash", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_shellcheck_clean_variants(name: str, tmp_path: Path) -> None:
+    script = tmp_path / "job.sh"
+    script.write_text(variant_script(name))
     result = subprocess.run([shellcheck(), "--shell=bash", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 

@@ -103,18 +103,19 @@ def test_jobs_status_cancel_and_logs(tmp_path: Path) -> None:
     fake = FakeSlurm()
     fake.states = {"5": "RUNNING"}
     rows = list(jobs.status(jobs.read_records(registry), fake))
-    assert [(r["job_id"], r["state"]) for r in rows] == [("5", "RUNNING"), ("6", "UNKNOWN")]
+    # 6 is known neither to SLURM nor to accounting, and has no log: it ended, nobody knows how
+    assert [(r["job_id"], r["state"]) for r in rows] == [("5", "RUNNING"), ("6", "ENDED")]
     assert rows[0]["restarts"] == 1
     assert jobs.cancel("5", fake, registry) == "cancelled"
     assert fake.calls[-1] == ["scancel", "5"]
     with pytest.raises(UsageError):
         jobs.cancel("5; rm -rf ~", fake, registry)
     assert jobs.job_info("5", fake)["JobName"] == "a b c"
-    assert jobs.log_path("5", registry, fake) == tmp_path / "5" / "slurm-5.out"
+    assert jobs.log_paths("5", registry, fake) == [tmp_path / "5" / "slurm-5.out"]
     fake.states["8"] = "PENDING"  # not submitted by mlpfctl: scontrol knows its output file
-    assert jobs.log_path("8", registry, fake) == Path("/o/8.out")
+    assert jobs.log_paths("8", registry, fake) == [Path("/o/8.out")]
     with pytest.raises(UsageError, match="neither known"):
-        jobs.log_path("99", registry, fake)
+        jobs.log_paths("99", registry, fake)
 
 
 # ---- the CLI: exit codes, stdout carries only the script/ids, errors are error:/hint: lines
