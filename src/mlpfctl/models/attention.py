@@ -12,7 +12,9 @@ Structure (the reference's, checked against jpata/particleflow ``mlpf/model/mlpf
 
 Differences from the reference (docs/training.md): padded keys are masked out of the backbone's
 softmax (``attention_mask``; the reference masks only the readouts, as ``attention_mask=false``
-does here); fp32 on CPU rather than bf16; SDPA's default kernel choice instead of forcing FLASH.
+does here); SDPA's default kernel choice instead of forcing FLASH, in fp32 on CPUs even under
+bf16 autocast (``mlpfctl.models.execution``). Execution only: self-attention takes q, k and v
+from one matmul, and the queries are not masked (padded rows are zeroed at the end of the block).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlpfctl.models.execution import attention
 from mlpfctl.models.features import ElementFeatures
 from mlpfctl.models.layers import InputEncoding, OutputHeads, activation
 from mlpfctl.models.spec import ModelSpec
@@ -48,15 +51,20 @@ class MultiHeadAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * inner)
         self.out = nn.Linear(inner, dim)
         self.dropout = dropout
+        self.upcast_on_cpu = True  # execution only (mlpfctl.models.execution.attention)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         b, nq, _ = query.shape
         nk = key.shape[1]
-        q = self.q(query).view(b, nq, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv(key).view(b, nk, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        if query is key:  # self-attention: q, k and v from one matmul (the same parameters)
+            weight = torch.cat([self.q.weight, self.kv.weight])
+            bias = torch.cat([self.q.bias, self.kv.bias])
+            qkv = F.linear(query, weight, bias).view(b, nq, 3, self.num_heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        else:
+            q = self.q(query).view(b, nq, self.num_heads, self.head_dim).transpose(1, 2)
+            k, v = self.kv(key).view(b, nk, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        y = attention(q, k, v, attn_mask, self.dropout if self.training else 0.0, self.upcast_on_cpu)
         out: torch.Tensor = self.out(y.transpose(1, 2).reshape(b, nq, self.num_heads * self.head_dim))
         return out
 
@@ -84,7 +92,11 @@ class PreLnSelfAttentionLayer(nn.Module):
     ) -> torch.Tensor:
         keep = mask[..., None].to(x.dtype)
         h = self.norm0(x)
-        q = initial * keep if self.elems_as_queries else h * keep
+        # The reference masks the queries; here padded query rows are left as they are: each row
+        # only makes its own output, which `x * keep` zeroes below (value and gradient), so the
+        # result is the same without a masking pass, and self-attention gets one q/k/v matmul.
+        # (``initial`` is already zero at padded rows.)
+        q = initial if self.elems_as_queries else h
         x = x + self.attn(q, h, attn_mask)
         x = x + self.dropout(self.ffn(self.norm1(x)))
         return x * keep

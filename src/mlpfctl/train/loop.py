@@ -31,6 +31,7 @@ from mlpfctl.config.schema import Config
 from mlpfctl.console import err
 from mlpfctl.data.plan import BatchPlan
 from mlpfctl.errors import DataError, RuntimeFailure
+from mlpfctl.models.execution import compile_model
 from mlpfctl.models.flops import mfu, train_flops
 from mlpfctl.models.loss import TERM_NAMES, LossWeights, loss_sums, reduce_loss
 from mlpfctl.models.registry import build_model, count_parameters, spec_for
@@ -367,6 +368,8 @@ def setup_rank(request: TrainRequest) -> tuple[Context, Any]:
     data.pad_buckets = backend.padding_buckets()
     spec = spec_for(cfg.model, data.schema, data.train)
     module = backend.prepare_model(build_model(spec).to(device), device)
+    if cfg.train.compile:
+        compile_model(module)
     model: nn.Module = module
     if env.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
