@@ -15,7 +15,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,9 @@ from mlpfctl.atomic import atomic_write_text
 from mlpfctl.config.loader import to_toml
 from mlpfctl.config.schema import Config
 from mlpfctl.console import err
+from mlpfctl.data.plan import BatchPlan
 from mlpfctl.errors import DataError, RuntimeFailure
+from mlpfctl.models.execution import compile_model
 from mlpfctl.models.flops import mfu, train_flops
 from mlpfctl.models.loss import TERM_NAMES, LossWeights, loss_sums, reduce_loss
 from mlpfctl.models.registry import build_model, count_parameters, spec_for
@@ -94,6 +96,7 @@ def loss_weights(cfg: Config) -> LossWeights:
         focal_gamma=cfg.train.focal_gamma,
         reg=(reg[0], reg[1], reg[2], reg[3], reg[4]),
         sqrt_pt=cfg.train.sqrt_pt_weighting,
+        class_weights=tuple(cfg.train.loss_class_weights) if cfg.train.loss_class_weights else None,
     )
 
 
@@ -192,36 +195,24 @@ class DataStreams:
                 f"{len(self.valid)} validation events",
                 "use a larger dataset or change data.valid_fraction / data.test_fraction",
             )
-        self.train_sampler = self._sampler(self.train.lengths, shuffle=cfg.train.shuffle, drop_last=True)
+        self.train_sampler = self._sampler(self.train, shuffle=cfg.train.shuffle, drop_last=True)
 
-    def _sampler(self, lengths: Any, *, shuffle: bool, drop_last: bool) -> Any:
-        from mlpfctl.data.batching import BucketBatchSampler, FixedBatchSampler
+    def _sampler(self, dataset: Any, *, shuffle: bool, drop_last: bool) -> Any:
+        from mlpfctl.data.batching import sampler_for_config
 
-        seed, rank, world = self.cfg.run.seed, self.rank, self.world_size
-        if self.cfg.train.batch_events:
-            return FixedBatchSampler(
-                lengths,
-                self.cfg.train.batch_events,
-                shuffle=shuffle,
-                seed=seed,
-                rank=rank,
-                world_size=world,
-                drop_last=drop_last,
-            )
-        return BucketBatchSampler(
-            lengths,
-            self.cfg.data.max_elements_per_batch,
+        return sampler_for_config(
+            self.cfg,
+            dataset,
+            rank=self.rank,
+            world_size=self.world_size,
             shuffle=shuffle,
-            seed=seed,
-            rank=rank,
-            world_size=world,
             drop_last=drop_last,
         )
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> Sequence[list[int]]:
         """This rank's batches of ``epoch``, trimmed to the count every rank has (DDP steps together)."""
         self.train_sampler.set_epoch(epoch)
-        batches = [list(b) for b in self.train_sampler]
+        batches: BatchPlan = self.train_sampler.plan()
         count = all_reduce(
             torch.tensor([len(batches)], dtype=torch.int64), self.world_size, dist.ReduceOp.MIN
         )
@@ -232,26 +223,20 @@ class DataStreams:
             )
         return batches[: int(count.item())]
 
-    def loader(self, dataset: Any, batches: list[list[int]]) -> Iterator[Any]:
+    def loader(self, dataset: Any, batches: Sequence[list[int]]) -> Iterator[Any]:
         from mlpfctl.data.collate import make_loader
 
         return rng_neutral(
             make_loader(dataset, batches, self.cfg.data.num_workers, pad_buckets=self.pad_buckets)
         )
 
-    def valid_batches(self, dataset: Any, max_events: int | None) -> list[list[int]]:
-        sampler = self._sampler(dataset.lengths, shuffle=False, drop_last=False)
-        batches = [list(b) for b in sampler]
+    def valid_batches(self, dataset: Any, max_events: int | None) -> Sequence[list[int]]:
+        batches: BatchPlan = self._sampler(dataset, shuffle=False, drop_last=False).plan()
         if max_events is None:
             return batches
-        kept, seen = [], 0
         per_rank = max(1, max_events // self.world_size)
-        for b in batches:
-            if seen >= per_rank:
-                break
-            kept.append(b)
-            seen += len(b)
-        return kept
+        seen = np.cumsum(batches.sizes())  # events up to and including each batch
+        return batches[: int(np.searchsorted(seen, per_rank)) + 1]
 
 
 def _autocast(ctx: Context) -> contextlib.AbstractContextManager[Any]:
@@ -266,7 +251,7 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
     module.eval()
     names = [*TERM_NAMES]
     sums = torch.zeros(len(names) + 2, dtype=torch.float64)
-    acc = MetricAccumulator(ctx.spec.num_classes)
+    acc = MetricAccumulator(ctx.spec.num_classes, jets=ctx.cfg.train.val_jets)
     batches = ctx.data.valid_batches(ctx.data.valid, ctx.cfg.train.val_max_events)
     with torch.no_grad():
         for batch in ctx.data.loader(ctx.data.valid, batches):
@@ -279,7 +264,7 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
                 dtype=torch.float64,
             )
             pred = predict_particles(outputs[0], outputs[1], outputs[2], batch.X, batch.mask)
-            acc.update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask)
+            acc.update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask, batch.X[..., 0])
     all_reduce(sums, ctx.world_size)
     if ctx.world_size > 1:  # sync
         gathered: list[Any] = [None] * ctx.world_size
@@ -292,7 +277,7 @@ def validate(ctx: Context, step: int) -> dict[str, Any]:
         for i, name in enumerate(names)
     }
     out["Total"] = sum(out[n] for n in names)
-    out.update(acc.summary(ctx.class_names))
+    out.update(acc.summary(ctx.class_names, ctx.data.schema.element_types))
     return out
 
 
@@ -381,8 +366,10 @@ def setup_rank(request: TrainRequest) -> tuple[Context, Any]:
     seed_everything(cfg.run.seed)
     data = DataStreams(cfg, env.rank, env.world_size)
     data.pad_buckets = backend.padding_buckets()
-    spec = spec_for(cfg.model, data.schema)
+    spec = spec_for(cfg.model, data.schema, data.train)
     module = backend.prepare_model(build_model(spec).to(device), device)
+    if cfg.train.compile:
+        compile_model(module)
     model: nn.Module = module
     if env.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
