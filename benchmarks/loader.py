@@ -7,11 +7,14 @@ the padding fraction (padded slots / all slots), with 0 and ``--workers`` DataLo
 medians over ``--epochs`` epochs.
 
     .venv/bin/python -m benchmarks.loader [--data DIR] [--events 2000] [--max-elements 8192]
+
+``--scale``: streaming against everything in memory on 10^5 events (``benchmarks.loader_scale``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +59,12 @@ def _side_by_side(ds: Any, samplers: dict[str, Any], workers: int, epochs: int) 
 
 
 def main(argv: list[str] | None = None) -> None:
+    args_in = sys.argv[1:] if argv is None else argv
+    if "--scale" in args_in:
+        from benchmarks.loader_scale import main as scale_main
+
+        scale_main(args_in)
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

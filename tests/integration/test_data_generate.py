@@ -49,6 +49,11 @@ def test_manifest_and_layout(ttbar: Path) -> None:
     ds = open_dataset(ttbar)
     assert len(ds) == m.totals["events"]
     assert ds.lengths.sum() == m.totals["elements"]
+    # The simulated detector's description travels with the data (for link features).
+    from mlpfctl.data.sim.params import DetectorParams
+
+    assert m.detector_description == DetectorParams().description().to_dict()
+    assert ds.schema.detector == DetectorParams().description()
 
 
 def test_physics_sanity(ttbar: Path) -> None:

@@ -69,6 +69,7 @@ def test_bad_arguments_are_exit_2_with_error_and_hint(args: list[str], tmp_path:
 def test_every_check_runs_on_the_cpu_when_forced(tmp_path: Path) -> None:
     from benchmarks.gpu_check import FORCE_PG_KEY
 
+    from mlpfctl.backends import get_backend
     from mlpfctl.config.loader import schema_fields
 
     args = ["--backend", "cpu", "--force", "--preset", "tiny", "--steps", "6", "--events", "100"]
@@ -95,7 +96,8 @@ def test_every_check_runs_on_the_cpu_when_forced(tmp_path: Path) -> None:
     by_name = {c["name"]: c for c in record["checks"]}
     train = by_name["train"]["metrics"]
     assert train["steps"] == 6 and train["events_per_s"] > 0 and train["tflops"] > 0
-    assert train["autocast"] is None  # the CPU backend trains in fp32
+    cpu_dtype = get_backend("cpu").autocast_dtype()  # bf16 on CPUs with AMX, else fp32
+    assert train["autocast"] == (str(cpu_dtype) if cpu_dtype else None)
     assert by_name["ONNX export"]["metrics"]["max_abs_diff"] <= 1e-2
     assert by_name["HPO 4-trial ASHA, 2 workers"]["metrics"]["configurations"] == 4
     assert record["date"] and record["machine"]["cpu_model"] and record["versions"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,7 +259,8 @@ def test_devices_cli_shows_the_reason(monkeypatch: pytest.MonkeyPatch, no_accele
     assert "undefined symbol" in out.stdout
 
 
-def test_cpu_fallback(no_accelerators: None) -> None:
+def test_cpu_fallback(monkeypatch: pytest.MonkeyPatch, no_accelerators: None) -> None:
+    monkeypatch.setattr(probes, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     adapter = select_backend("auto")
     assert adapter.name == "cpu" and adapter.dist_backend == "gloo" and not adapter.pin_memory
     assert adapter.autocast_dtype() is None
@@ -265,6 +268,38 @@ def test_cpu_fallback(no_accelerators: None) -> None:
     import torch
 
     assert adapter.setup_process(0) == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "bfloat16"),  # Sapphire Rapids and later
+        ({"avx512f", "avx512_bf16"}, None),  # Cooper Lake, Zen 4: bf16 dot products, no AMX (unmeasured)
+        ({"avx2", "fma"}, None),  # bf16 would be emulated
+        (set(), None),  # no /proc/cpuinfo (macOS)
+    ],
+)
+def test_cpu_autocasts_to_bf16_only_with_amx(
+    monkeypatch: pytest.MonkeyPatch, flags: set[str], expected: str | None
+) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from mlpfctl.cli.app import app
+
+    monkeypatch.setattr(probes, "cpu_flags", lambda: frozenset(flags))
+    dtype = get_backend("cpu").autocast_dtype(torch.device("cpu"))
+    assert dtype is (getattr(torch, expected) if expected else None)
+    out = CliRunner().invoke(app, ["devices", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["backends"]["cpu"]["autocast_dtype"] == (expected or "none")
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
+    flags = probes.cpu_flags()
+    if not Path("/proc/cpuinfo").is_file():
+        pytest.skip("no /proc/cpuinfo on this system")
+    assert {"fpu", "sse2"} <= flags or "fp" in flags or "neon" in flags  # x86 or ARM
 
 
 def test_priority_is_single_and_complete() -> None:

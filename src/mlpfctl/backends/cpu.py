@@ -6,6 +6,7 @@ import os
 import platform
 from typing import TYPE_CHECKING
 
+from mlpfctl.backends import probes
 from mlpfctl.backends.base import BackendAdapter, DeviceInfo, ProbeResult
 from mlpfctl.backends.hostinfo import cpu_model
 
@@ -36,3 +37,12 @@ class CpuAdapter(BackendAdapter):
 
     def device_name(self, device: torch.device) -> str:
         return cpu_model()
+
+    def autocast_dtype(self, device: torch.device | None = None) -> torch.dtype | None:
+        """The descriptor's dtype where the CPU computes it natively (``autocast_cpu_flags``):
+        emulated bf16 is slower than fp32."""
+        dtype = super().autocast_dtype(device)
+        required = self.descriptor.autocast_cpu_flags
+        if dtype is not None and required and not probes.cpu_flags() & set(required):
+            return None
+        return dtype

@@ -70,6 +70,8 @@ class BackendDescriptor:
     pin_memory: bool = False
     pad_buckets: tuple[int, ...] = ()
     sdpa_math_below_torch: str | None = None
+    # Host backends: autocast only on CPUs with one of these flags (empty: always).
+    autocast_cpu_flags: tuple[str, ...] = ()
 
     def peak_entry(self, device: DeviceIdentity) -> PeakEntry | None:
         """The entry for this device; None when none match, or several that disagree (unknown, not
@@ -134,6 +136,7 @@ def load_descriptor(name: str) -> BackendDescriptor:
             pin_memory=bool(data.get("pin_memory", False)),
             pad_buckets=tuple(int(b) for b in data.get("batching", {}).get("pad_buckets", [])),
             sdpa_math_below_torch=str(sdpa["math_below_torch"]) if "math_below_torch" in sdpa else None,
+            autocast_cpu_flags=tuple(str(f) for f in data.get("autocast_cpu_flags", [])),
         )
     except (OSError, KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise RuntimeFailure(

@@ -144,6 +144,18 @@ def getenv(name: str) -> str | None:
     return os.environ.get(name)
 
 
+def cpu_flags() -> frozenset[str]:
+    """The host CPU's feature flags (``/proc/cpuinfo``; empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
 # -- run-time facts about the device in use ---------------------------------------------------
 def torch_device_module(name: str) -> Any:
     """``torch.cuda`` or ``torch.xpu``: memory counters, generators and streams of the device."""

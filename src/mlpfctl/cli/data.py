@@ -35,6 +35,17 @@ def generate(
     force: Annotated[
         bool, typer.Option("--force", help="Regenerate every shard, replacing any dataset there.")
     ] = False,
+    task_index: Annotated[
+        int | None,
+        typer.Option("--task-index", help="Array jobs: generate only this task's block of shards."),
+    ] = None,
+    task_count: Annotated[
+        int, typer.Option("--task-count", help="Array jobs: the number of tasks sharing the shards.")
+    ] = 1,
+    manifest_only: Annotated[
+        bool,
+        typer.Option("--manifest-only", help="Generate nothing: check every shard, write the manifest."),
+    ] = False,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     as_json: JsonOpt = False,
@@ -42,7 +53,9 @@ def generate(
 ) -> None:
     """Generate events with Pythia8 and the parametric detector into Key4hep-layout Parquet shards.
 
-    Existing valid shards are kept, so rerunning an interrupted command resumes it.
+    Existing valid shards are kept, so rerunning an interrupted command resumes it. On a cluster,
+    `mlpfctl submit --array N -- data generate ...` runs N array tasks (--task-index/--task-count)
+    and a --manifest-only step after them.
     """
     flags = {
         "generate.process": ("--process", process),
@@ -67,6 +80,8 @@ def generate(
         "workers": g.workers or None,
         "pileup_mu": g.pileup_mu,
         "force": force,
+        "task": None if task_index is None else [task_index, task_count],
+        "manifest_only": manifest_only,
     }
     from mlpfctl.console import out as stdout
     from mlpfctl.console import print_json
@@ -91,6 +106,8 @@ def generate(
         pileup_mu=g.pileup_mu,
         force=force,
         progress=not as_json,
+        task=None if task_index is None else (task_index, task_count),
+        manifest_only=manifest_only,
     )
     t = manifest.totals
     summary = {
@@ -103,6 +120,7 @@ def generate(
         "elements_per_event": round(t["elements"] / max(t["events"], 1), 1),
         "bytes_per_event": round(t["bytes_per_event"]),
         "wall_seconds": round(t["wall_seconds"], 2),
+        **({} if task_index is None else {"task": f"{task_index}/{task_count}"}),
     }
     if as_json:
         print_json(summary)

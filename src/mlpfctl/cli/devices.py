@@ -33,7 +33,7 @@ def devices(
             name: {
                 **res.as_dict(),
                 "dist_backend": get_backend(name).dist_backend,
-                "autocast_dtype": get_backend(name).descriptor.autocast_dtype,
+                "autocast_dtype": _autocast_name(name),
             }
             for name, res in results.items()
         },
@@ -92,3 +92,15 @@ def _print_table(report: dict[str, Any]) -> None:
         f"{_fmt_bytes(host['memory_bytes'])}  NUMA: {numa}"
     )
     out.print(f"torch {report['torch']}; --backend auto picks [bold]{report['auto']}[/]")
+
+
+def _autocast_name(backend: str) -> str:
+    """The descriptor's dtype; for the host CPU the effective one (it depends on the CPU's flags,
+    and asking creates no device context)."""
+    from mlpfctl.backends.registry import get_backend
+
+    adapter = get_backend(backend)
+    if backend != "cpu":
+        return adapter.descriptor.autocast_dtype
+    dtype = adapter.autocast_dtype()
+    return "none" if dtype is None else str(dtype).removeprefix("torch.")

@@ -36,7 +36,7 @@ def evaluate(
     from mlpfctl.config.loader import Override
     from mlpfctl.console import out, print_json
     from mlpfctl.paths import check_input_dir, check_output_dir
-    from mlpfctl.train.evaluate import EVAL_DIR, SOURCES, evaluate_run
+    from mlpfctl.train.evaluate import EVAL_DIR, SCALAR_KEYS, SOURCES, evaluate_run
     from mlpfctl.train.runs import load_run
 
     check_input_dir(run, "run directory", "pass a directory written by 'mlpfctl train'")
@@ -61,14 +61,9 @@ def evaluate(
     def fmt(v: object) -> str:
         return f"{v:.3f}" if isinstance(v, float) else "-"
 
-    for key in (
-        "jet_response_median",
-        "jet_response_iqr",
-        "jet_match_fraction",
-        "met_residual_median",
-        "met_residual_iqr",
-    ):
-        table.add_row(key, *(fmt(summary[s][key]) for s in SOURCES))
+    ratio_keys = sorted(k for k in summary["mlpf"] if k.startswith(("pt_ratio_iqr/", "energy_ratio_iqr/")))
+    for key in (*SCALAR_KEYS, *ratio_keys):
+        table.add_row(key, *(fmt(summary[s].get(key)) for s in SOURCES))
     for metric in ("efficiency", "fake_rate"):
         for cls in summary["mlpf"][metric]:
             table.add_row(f"{metric} {cls}", *(fmt(summary[s][metric][cls]) for s in SOURCES))

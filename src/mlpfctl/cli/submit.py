@@ -13,7 +13,7 @@ def submit(
     job: Annotated[
         list[str] | None,
         typer.Argument(
-            help="After --: the job kind (train, hpo, scale-bench, check) and its arguments.",
+            help="After --: the job kind (train, hpo, scale-bench, check, data) and its arguments.",
             show_default=False,
         ),
     ] = None,
@@ -83,13 +83,15 @@ def submit(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Submit `train`, `hpo`, `scale-bench` or `check` as a SLURM job:
+    """Submit `train`, `hpo`, `scale-bench`, `check` or `data` as a SLURM job:
 
     mlpfctl submit --system lumi --account project_465000000 --nodes 2 -- train --steps 1000
 
     mlpfctl submit --array 16%4 -- hpo --trials 64      (16 small tasks, 4 at once, one study)
 
     mlpfctl submit --after 12345 --wait -- train ...    (after job 12345 succeeded; wait for the end)
+
+    mlpfctl submit --array 8 -- data generate --events 1000000 --out DIR   (8 tasks, then the manifest)
     """
     from mlpfctl.console import log, out, print_json
     from mlpfctl.errors import UsageError
@@ -98,7 +100,7 @@ def submit(
 
     if not job:
         raise UsageError(
-            "no job given", "write: mlpfctl submit [OPTIONS] -- {train|hpo|scale-bench|check} [ARGS...]"
+            "no job given", "write: mlpfctl submit [OPTIONS] -- {train|hpo|scale-bench|check|data} [ARGS...]"
         )
     flags = {
         "submit.system": ("--system", system),
@@ -129,6 +131,9 @@ def submit(
         if request.hpo is not None and request.array is not None:
             log(f"would create the study: mlpfctl {' '.join(request.hpo.create_command)}")
         log(f"would run: {' '.join(service.sbatch_command(request))}")
+        then = service.follow_up(plan, "ARRAY_JOB_ID")
+        if then is not None:
+            log(f"then: {' '.join(service.sbatch_command(then.request))} (writes the manifest)")
         if as_json:
             extra = {"campaign_plan": campaign} if campaign else {}
             print_json(
@@ -152,6 +157,12 @@ def submit(
             f"script {request.script_path}"
         )
         out.print(record["job_id"])
+    then = service.follow_up(plan, record["job_id"])
+    if then is not None:  # a data array's manifest step, after every task
+        record = {**service.submit(then, runner, registry), "array_job_id": record["job_id"]}
+        if not as_json:
+            log(f"then job {record['job_id']} writes the manifest ({then.request.script_path})")
+            out.print(record["job_id"])
     if wait:
         import sys
 

@@ -50,7 +50,8 @@ def show(
     script: Annotated[
         str | None,
         typer.Option(
-            "--script", help="Print an example job script of this kind (train, hpo, scale-bench, check)."
+            "--script",
+            help="Print an example job script of this kind (train, hpo, scale-bench, check, data).",
         ),
     ] = None,
     as_json: JsonOpt = False,

@@ -70,11 +70,24 @@ class DataSection:
     max_elements_per_batch: int = setting(
         8192, "Bucketed batching: upper bound on padded elements (events x longest event) per batch.", ge=1
     )
-    num_workers: int = setting(0, "DataLoader worker processes per rank.", ge=0)
+    num_workers: int = setting(
+        0, "DataLoader worker processes per rank (streaming: each reads its own shards).", ge=0
+    )
+    loader: str = setting(
+        "auto",
+        "How training and validation read events: stream (shards in windows that fit cache_mb, "
+        "each read once per epoch per rank, shuffled and bucketed within a window), random (a "
+        "global shuffle; decoded shards stay cached) or auto (random while the decoded dataset "
+        "fits one worker's share of cache_mb, else stream).",
+        choices=["auto", "stream", "random"],
+    )
     valid_fraction: float = setting(0.1, "Fraction of events held out for validation.", gt=0.0, lt=1.0)
     test_fraction: float = setting(0.1, "Fraction of events held out for the test split.", ge=0.0, lt=1.0)
     cache_mb: int = setting(
-        1024, "Decoded shards kept in memory per process (MiB); DataLoader workers each have their own.", ge=1
+        1024,
+        "Memory for decoded events per rank (MiB), shared by its DataLoader workers: the streaming "
+        "window plus one shard read ahead, or the random-access cache.",
+        ge=1,
     )
     max_train_events: int | None = setting(
         None,
@@ -188,9 +201,11 @@ class ModelSection:
     )
     preset: str = setting(
         "clic",
-        "Hyperparameter preset: clic (the reference CLIC defaults: attention 3 layers x 16 heads x 16, "
-        "width 256, ELU; gnnlsh width 128, 2 layers, bins of 100) or tiny (tests, smoke runs).",
-        choices=["clic", "tiny"],
+        "Hyperparameter preset: clic (the reference pyg-clic-v1, layer by layer: attention 3 layers x "
+        "16 heads x 16, width 256, ELU, raw inputs, reference outputs; gnnlsh width 128, 2 layers, "
+        "bins of 100), small (the CPU physics recipe: scaled inputs, link features, corrections) or "
+        "tiny (tests, smoke runs; physics inputs and outputs like small).",
+        choices=["clic", "small", "tiny"],
     )
     num_layers: int | None = setting(
         None, "Backbone layers (attention blocks or GNN-LSH layers).", ge=1, le=64
@@ -222,8 +237,46 @@ class ModelSection:
     )
     attention_mask: bool = setting(
         True,
-        "Pass the key padding mask to scaled_dot_product_attention (false = the reference behaviour: "
-        "padded keys enter the softmax).",
+        "Pass the key padding mask to scaled_dot_product_attention in the backbone (false = the "
+        "reference behaviour: padded keys enter the softmax; the readouts are always masked).",
+    )
+    input_scaling: str | None = setting(
+        None,
+        "Input features: none (raw, the reference), log (sign(x) log(1 + |x|) on every feature but "
+        "the element type: positions in mm and hit counts no longer swamp the encoder) or standard "
+        "(log, then centred and scaled per element type and feature by the training data's median "
+        "and IQR, so small-valued features such as the track curvature become visible).",
+        choices=["none", "log", "standard"],
+    )
+    link_features: str | None = setting(
+        None,
+        "Track-cluster link features from the detector description (helix to the calorimeter front, "
+        "nearest cluster, sum of linked track momenta, E/p, E - sum p and its significance): auto "
+        "(when the dataset carries a detector description), on (error without one) or off.",
+        choices=["auto", "on", "off"],
+    )
+    detector: str | None = setting(
+        None,
+        "Detector description for the link features: clic, cld, cms (documented defaults) or none; "
+        "unset = the dataset's own (the manifest of generated data, the reader's default for real files).",
+        choices=["clic", "cld", "cms", "none"],
+    )
+    outputs: str | None = setting(
+        None,
+        "Output parameterisation: reference (pt per element type, angles orig*a+b, energy from the "
+        "predicted momentum plus a positive correction) or corrections (every regression is a "
+        "correction of the element's own value starting at zero; a cluster linked to tracks starts "
+        "from its energy excess over them).",
+        choices=["reference", "corrections"],
+    )
+    track_momentum: str | None = setting(
+        None,
+        "Charged particles on a track: regress (learn a pT correction) or keep (the track pT as "
+        "measured; needs outputs = corrections).",
+        choices=["regress", "keep"],
+    )
+    head_features: bool | None = setting(
+        None, "Feed the (scaled) input features to the output heads next to the readout embedding."
     )
 
 
@@ -240,6 +293,11 @@ class TrainSection:
     val_every: int = setting(100, "Validate every N steps (and at the last step).", ge=1)
     val_max_events: int | None = setting(
         None, "Validate on at most this many events (None = whole split).", ge=1
+    )
+    val_jets: bool = setting(
+        True,
+        "Validation also clusters jets (fastjet, ~1 ms per event) for jet_response_iqr/median, "
+        "jet_match_fraction and the MET residual: physics metrics HPO can optimise.",
     )
     log_every: int = setting(10, "Write a training-loss record to metrics.jsonl every N steps.", ge=1)
     checkpoint_every: int = setting(100, "Write a checkpoint every N steps (and at the end).", ge=1)
@@ -293,9 +351,24 @@ class TrainSection:
         "padded elements); None = one rank's batch, so the factor is the number of ranks.",
         ge=1,
     )
-    amp: bool = setting(True, "Mixed precision in the backend's autocast dtype (CPU runs fp32).")
+    amp: bool = setting(
+        True,
+        "Mixed precision in the backend's autocast dtype (CPUs: bf16 where they have AMX, else fp32); "
+        "false = fp32 everywhere.",
+    )
+    compile: bool = setting(
+        False,
+        "torch.compile the model (dynamic shapes): faster steps after a one-off compile of minutes "
+        "(once for training, once for validation); pays off in long runs (README, Training).",
+    )
     loss_binary_weight: float = setting(10.0, "Weight of the particle/no-particle cross entropy.", ge=0.0)
     loss_cls_weight: float = setting(1.0, "Weight of the particle-class focal loss.", ge=0.0)
+    loss_class_weights: list[float] | None = setting(  # noqa: RUF009 (setting() builds a default_factory)
+        None,
+        "Per-class weights of the focal loss, in the dataset's class order (CLIC: none, ch.had, n.had, "
+        "gamma, e, mu); None = all 1.",
+        ge=0.0,
+    )
     focal_gamma: float = setting(2.0, "Focal-loss gamma of the class term (0 = cross entropy).", ge=0.0)
     loss_reg_weights: list[float] = setting(  # noqa: RUF009 (setting() builds a default_factory)
         [1.0, 0.01, 0.01, 0.01, 1.0],
@@ -374,7 +447,9 @@ class HpoSection:
     )
     metrics: list[str] = setting(  # noqa: RUF009 - setting() builds the field itself
         ["val_loss"],
-        "MLPF objective: the training metric behind each objective value (val_loss, events_per_s).",
+        "MLPF objective: the training metric behind each objective value: val_loss, events_per_s, or "
+        "a validation physics metric such as jet_iqr (jet-response IQR, minimise), met_iqr, "
+        "fake_pt_fraction, eff/n.had; e.g. metrics=val_loss,jet_iqr for the multi-objective trade-off.",
     )
     objective: str | None = setting(
         None,

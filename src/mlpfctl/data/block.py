@@ -12,6 +12,14 @@ import numpy as np
 
 from mlpfctl.data.events import NUM_TARGET_COLUMNS, Event
 
+# What a training batch reads of ytarget/ycand: class, charge, pt, eta, sin_phi, cos_phi, energy.
+BATCH_TARGET_COLUMNS = 7
+
+
+def batch_bytes_per_event(lengths: np.ndarray, num_features: int) -> np.ndarray:
+    """``EventBlock.compact(...).nbytes`` per event of ``lengths`` elements (for planning windows)."""
+    return np.asarray(lengths, dtype=np.int64) * 4 * (num_features + 2 * BATCH_TARGET_COLUMNS) + 8
+
 
 def offsets_from_counts(counts: np.ndarray) -> np.ndarray:
     out = np.zeros(len(counts) + 1, dtype=np.int64)
@@ -57,6 +65,25 @@ class EventBlock:
             genmet=float(self.genmet[i]),
             genjets=self.genjets[ga:gb],
             targetjets=self.targetjets[ta:tb],
+        )
+
+    def compact(self, events: np.ndarray) -> EventBlock:
+        """Only ``events`` (indices, ascending), with what a training batch reads of them: X and the
+        first ``BATCH_TARGET_COLUMNS`` target columns, no jets (see ``batch_bytes_per_event``)."""
+        lengths = self.lengths[events]
+        starts = self.offsets[:-1][events]
+        rows = np.repeat(starts - offsets_from_counts(lengths)[:-1], lengths) + np.arange(int(lengths.sum()))
+        jets, jet_offsets = empty_jets(len(events))
+        return EventBlock(
+            X=self.X[rows],
+            ytarget=self.ytarget[rows, :BATCH_TARGET_COLUMNS],
+            ycand=self.ycand[rows, :BATCH_TARGET_COLUMNS],
+            offsets=offsets_from_counts(lengths),
+            genmet=self.genmet[events],
+            genjets=jets,
+            genjet_offsets=jet_offsets,
+            targetjets=jets,
+            targetjet_offsets=jet_offsets,
         )
 
     def select(self, keep: np.ndarray) -> EventBlock:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlpfctl.data.detectors import KNOWN_DETECTORS, DetectorDescription
+
 # Key4hep (CLIC/CLD) conventions, from the reference post-processing (mlpf-reference.md §2-3).
 CLIC_CLASS_PDGIDS: tuple[int, ...] = (0, 211, 130, 22, 11, 13)
 CLIC_CLASS_NAMES: tuple[str, ...] = ("none", "ch.had", "n.had", "gamma", "e", "mu")
@@ -43,6 +45,8 @@ class DatasetSchema:
     element_types: dict[int, str]  # X[:, 0] code -> name; 0 = padding
     class_pdgids: tuple[int, ...]  # class index -> PDG-like code (index 0 = no particle)
     class_names: tuple[str, ...]
+    # Geometry for physics-informed inputs (link features); None where the format has none.
+    detector: DetectorDescription | None = None
 
     @property
     def num_classes(self) -> int:
@@ -145,6 +149,7 @@ def key4hep_schema(detector: str = "clic") -> DatasetSchema:
         element_types=dict(CLIC_ELEMENT_TYPES),
         class_pdgids=CLIC_CLASS_PDGIDS,
         class_names=CLIC_CLASS_NAMES,
+        detector=KNOWN_DETECTORS.get(detector),
     )
 
 

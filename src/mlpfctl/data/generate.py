@@ -4,6 +4,12 @@ Each shard has its own seed derived from (seed, shard index, process), so the ou
 on the seed and the shard layout, not on the number of worker processes. A finished shard is
 recorded in a small ``<shard>.meta.json`` next to it; a rerun keeps every shard whose metadata
 and checksum still match (resume after an interruption).
+
+Across a cluster (``mlpfctl submit --array n -- data generate``), task ``i`` of ``n`` generates
+the ``i``-th of ``n`` contiguous blocks of shards (``task=(i, n)``) and writes no manifest; a
+final step (``manifest_only``) checks every shard and writes the manifest. The shards are the
+same bytes as a single-node run's, and so is the manifest apart from its run record
+(``Manifest.content``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,17 @@ def plan_shards(
             ShardSpec(i, k, shard_seed(seed, i, process), process, pileup_mu, f"{process}_{i:05d}.parquet")
         )
     return specs
+
+
+def task_shards(n_shards: int, index: int, count: int) -> range:
+    """The shards task ``index`` of ``count`` generates: one contiguous block, sizes within one."""
+    return range(n_shards * index // count, n_shards * (index + 1) // count)
+
+
+def _detector_description() -> dict[str, Any]:
+    from mlpfctl.data.sim.params import DetectorParams
+
+    return DetectorParams().description().to_dict()
 
 
 def _meta_path(out_dir: Path, spec: ShardSpec) -> Path:
@@ -216,13 +233,25 @@ def generate_dataset(
     *,
     force: bool = False,
     progress: bool = False,
+    task: tuple[int, int] | None = None,
+    manifest_only: bool = False,
 ) -> Manifest:
-    """Generate ``events`` events of ``process`` into ``out_dir`` (Parquet shards + manifest.json)."""
+    """Generate ``events`` events of ``process`` into ``out_dir`` (Parquet shards + manifest.json).
+
+    ``task=(i, n)``: only task ``i`` of ``n``'s block of shards; the returned manifest describes
+    them and is not written. ``manifest_only``: generate nothing, check that every shard is there
+    and complete (a ``DataError`` names the missing ones), and write the manifest.
+    """
     from mlpfctl.data.sim.pythia_source import PROCESSES, check_process
 
     collider, _, description = check_process(process)
     if events < 1 or events_per_shard < 1:
         raise UsageError(f"events ({events}) and events per shard ({events_per_shard}) must be positive")
+    if task is not None and (manifest_only or not 0 <= task[0] < task[1]):
+        raise UsageError(
+            f"task {task[0]} of {task[1]} is not a generation task",
+            hint="give 0 <= --task-index < --task-count, and no --manifest-only",
+        )
     if pileup_mu < 0 or (pileup_mu > 0 and collider != "pp"):
         raise UsageError(
             f"pile-up mu={pileup_mu} is only supported for pp processes (mu >= 0)",
@@ -254,14 +283,23 @@ def generate_dataset(
                 hint="choose another --out directory or pass --force to replace it",
             )
     specs = plan_shards(process, events, seed, events_per_shard, pileup_mu)
+    if task is not None:
+        specs = [specs[i] for i in task_shards(len(specs), *task)]
     metas: dict[int, dict[str, Any]] = {}
     todo: list[ShardSpec] = []
     for spec in specs:
-        existing = None if force else _valid_existing(out, spec)
+        existing = None if force and not manifest_only else _valid_existing(out, spec)
         if existing is not None:
             metas[spec.index] = existing
         else:
             todo.append(spec)
+    if manifest_only and todo:
+        names = ", ".join(s.file for s in todo[:5]) + (", ..." if len(todo) > 5 else "")
+        raise DataError(
+            f"{out}: {len(todo)} of {len(specs)} shards are missing or incomplete ({names})",
+            hint="run the same generation again (or resubmit it): finished shards are kept, "
+            "only these are generated",
+        )
     n_workers = max(1, min(workers or (os.cpu_count() or 1), len(todo) or 1))
     started = time.perf_counter()
     _run(
@@ -271,7 +309,7 @@ def generate_dataset(
         metas,
         progress,
         done_events=sum(m["generated_events"] for m in metas.values()),
-        total=events,
+        total=sum(s.events for s in specs),
     )
     wall = time.perf_counter() - started
     shards = [{k: v for k, v in metas[s.index].items() if k != "spec"} for s in specs]
@@ -287,6 +325,7 @@ def generate_dataset(
         pileup_mu=pileup_mu,
         shards=shards,
         versions=_versions(),
+        detector_description=_detector_description(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         totals={
             "events": total_events,
@@ -301,8 +340,25 @@ def generate_dataset(
             "workers": n_workers,
         },
     )
-    manifest.write(out)
+    if task is None:
+        manifest.write(out)
     return manifest
+
+
+def _shard_failed(spec: ShardSpec, exc: Exception) -> RuntimeFailure:
+    return RuntimeFailure(
+        f"shard {spec.file} failed: {type(exc).__name__}: {exc}",
+        hint="rerun the same command to resume; finished shards are kept",
+    )
+
+
+def _simulate_or_fail(spec: ShardSpec, out: Path) -> dict[str, Any]:
+    try:
+        return simulate_shard(spec, str(out))
+    except (UsageError, RuntimeFailure):
+        raise
+    except Exception as exc:
+        raise _shard_failed(spec, exc) from exc
 
 
 def _run(
@@ -340,7 +396,7 @@ def _run(
         if n_workers == 1:
             for spec in todo:
                 with quiet_stdout():
-                    metas[spec.index] = simulate_shard(spec, str(out))
+                    metas[spec.index] = _simulate_or_fail(spec, out)
                 if bar is not None and task is not None:
                     bar.advance(task, spec.events)
             return
@@ -362,10 +418,7 @@ def _run(
                         except (UsageError, RuntimeFailure):
                             raise
                         except Exception as exc:
-                            raise RuntimeFailure(
-                                f"shard {spec.file} failed: {type(exc).__name__}: {exc}",
-                                hint="rerun the same command to resume; finished shards are kept",
-                            ) from exc
+                            raise _shard_failed(spec, exc) from exc
                         if bar is not None and task is not None:
                             bar.advance(task, spec.events)
             except BaseException:

@@ -39,7 +39,7 @@ def inspect_dataset(path: str | Path, format: str = "auto") -> dict[str, Any]:
         cand.append(block.ycand[:, 0])
         n_jets += len(block.targetjets)
         met.append(block.genmet)
-        ds._cache.clear()  # inspect streams: keep one shard in memory at a time
+        ds.cache.clear()  # inspect streams: keep one shard in memory at a time
     lengths = ds.lengths
     n_el = int(lengths.sum())
     t = np.concatenate(types) if types else np.zeros(0, np.int64)

@@ -176,6 +176,10 @@ def load_objective(spec: str) -> Objective:
 
 # --- the MLPF training objective --------------------------------------------------------------
 
+# Short names for the validation's physics metrics (mlpfctl.train.metrics): optimise jet-response
+# resolution directly, alone or against val_loss (multi-objective).
+METRIC_ALIASES = {"jet_iqr": "jet_response_iqr", "met_iqr": "met_residual_iqr"}
+
 
 @dataclass
 class _PrunerHooks:
@@ -198,7 +202,8 @@ class _PrunerHooks:
 
 
 def mlpf_objective(ctx: TrialContext) -> float | list[float]:
-    """Train MLPF with the trial's parameters up to ``ctx.budget`` steps; the objective is val loss."""
+    """Train MLPF with the trial's parameters up to ``ctx.budget`` steps; the objective is each
+    ``hpo.metrics`` entry (val_loss, events_per_s or any validation metric, e.g. jet_iqr)."""
     try:
         from mlpfctl.train.api import (  # type: ignore[import-untyped,unused-ignore]
             DivergedError,
@@ -230,7 +235,7 @@ def mlpf_objective(ctx: TrialContext) -> float | list[float]:
     ]
     resolved = resolve(base_file, overrides, env={})
     config = resolved.config
-    metrics = list(settings.get("metrics", ["val_loss"]))
+    metrics = [METRIC_ALIASES.get(m, m) for m in settings.get("metrics", ["val_loss"])]
     hooks = _PrunerHooks(ctx.reporter, metrics[0], ctx.budget)
     request = TrainRequest(
         config=config,
@@ -264,5 +269,8 @@ def mlpf_objective(ctx: TrialContext) -> float | list[float]:
             raise RuntimeFailure(
                 f"training returned no '{metric}'", "set train.val_every to divide the budget"
             )
+        if not math.isfinite(value):
+            # e.g. jet IQR without a single matched jet: a model that finds no particles
+            raise Diverged(f"'{metric}' is {value} at the end of training", "the study continues")
         values.append(float(value))
     return values[0] if len(values) == 1 else values

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlpfctl.models.features import ElementFeatures
 from mlpfctl.models.layers import InputEncoding, OutputHeads
 from mlpfctl.models.spec import ModelSpec
 
@@ -96,25 +97,20 @@ class GNNLSHMLPF(nn.Module):
         super().__init__()
         self.spec = spec
         d = spec.embed_dim
+        self.features = ElementFeatures(spec)
         self.encode = InputEncoding.for_spec(spec)
         self.layers = nn.ModuleList(
             CombinedGraphLayer(d, spec.distance_dim, spec.bin_size, spec.dropout, seed=i)
             for i in range(spec.num_layers)
         )
         self.norm = RMSNorm(d)
-        self.heads = OutputHeads(
-            d + spec.num_features,
-            spec.width,
-            spec.num_classes,
-            spec.num_element_types,
-            spec.activation,
-            spec.dropout,
-        )
+        self.heads = OutputHeads.for_spec(spec)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.encode(x, mask)
+        inputs = self.features(x, mask)
+        h = self.encode(inputs.values, mask)
         for layer in self.layers:
             h = layer(h, mask)
-        h = torch.cat([self.norm(h), x], dim=-1)
-        binary, cls, reg = self.heads(h, h, x)
-        return binary, cls, reg
+        h = self.norm(h)
+        outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = self.heads(h, h, x, inputs)
+        return outputs

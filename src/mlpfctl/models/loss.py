@@ -1,7 +1,8 @@
 """The MLPF loss (reference ``mlpf_loss``, mlpf-reference.md §7), over unpadded elements only.
 
     Classification_binary = w_bin x CE(binary logits, particle exists), / N_elements
-    Classification        = w_cls x focal(class logits; gamma) where a particle exists, / N_elements
+    Classification        = w_cls x w_class x focal(class logits; gamma) where a particle exists,
+                            / N_elements (w_class: optional per-class weights, default 1)
     Regression_<x>        = w_x x squared error on true particles, / N_particles
                             (pt and energy also weighted by sqrt(target pt) when enabled)
     Total                 = the sum of the seven terms
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mlpfctl.errors import ConfigError
 from mlpfctl.models.targets import regression_targets
 
 REG_NAMES: tuple[str, ...] = ("pt", "eta", "sin_phi", "cos_phi", "energy")
@@ -36,6 +38,8 @@ class LossWeights:
     focal_gamma: float = 2.0
     reg: tuple[float, float, float, float, float] = (1.0, 0.01, 0.01, 0.01, 1.0)
     sqrt_pt: bool = True
+    # Per-class weights of the focal term (index = class); None = all 1.
+    class_weights: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,20 @@ def loss_sums(
     fvalid = valid.float()
     fexists = exists.float()
     ce_bin = F.cross_entropy(binary.float().flatten(0, 1), exists.long().flatten(), reduction="none")
+    cls_weight = fexists
+    if weights.class_weights is not None:
+        if len(weights.class_weights) != cls_logits.shape[-1]:
+            raise ConfigError(
+                f"train.loss_class_weights has {len(weights.class_weights)} values for "
+                f"{cls_logits.shape[-1]} classes",
+                "give one weight per class, the 'none' class first",
+            )
+        table = torch.tensor(weights.class_weights, dtype=fexists.dtype, device=fexists.device)
+        cls_weight = fexists * table[target_cls.clamp(0, len(table) - 1)]
     sums: dict[str, torch.Tensor] = {
         "Classification_binary": weights.binary * (ce_bin.view_as(fvalid) * fvalid).sum(),
         "Classification": weights.cls
-        * (focal_loss(cls_logits, target_cls, weights.focal_gamma) * fexists).sum(),
+        * (focal_loss(cls_logits, target_cls, weights.focal_gamma) * cls_weight).sum(),
     }
     target = regression_targets(target_p4, x)
     sq = (reg.float() - target) ** 2

@@ -17,6 +17,15 @@ EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "hpo": ("--space", "space.toml", "--sampler", "tpe", "--scheduler", "asha", "--trials", "64"),
     "scale-bench": ("train", "--steps", "50"),
     "check": (),
+    "data": (
+        "generate",
+        "--process",
+        "ee_ttbar",
+        "--events",
+        "1000000",
+        "--out",
+        "/scratch/mlpf/data/ee_ttbar",
+    ),
 }
 
 
@@ -40,6 +49,9 @@ def example_request(
     )
     if part.gpus_per_node == 0:
         settings = replace(settings, tasks_per_node=2)
+    if kind == "data":
+        # one node (more: --array); no GPU, except where the partition bills GPUs anyway
+        settings = replace(settings, nodes=1, gpus_per_node=1 if part.require_gpus else None)
     settings = replace(settings, **submit)  # type: ignore[arg-type]
     return build_request(
         profile,

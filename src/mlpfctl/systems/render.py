@@ -24,9 +24,10 @@ TEMPLATES = {
     "check": "train.sh.j2",
     "hpo": "hpo.sh.j2",
     "scale-bench": "scale-bench.sh.j2",
+    "data": "data.sh.j2",
 }
 # the same kinds as array jobs (request.ARRAY_KINDS): what one task runs
-ARRAY_TEMPLATES = {"hpo": "hpo-array.sh.j2"}
+ARRAY_TEMPLATES = {"hpo": "hpo-array.sh.j2", "data": "data-array.sh.j2"}
 
 
 def template_name(request: JobRequest) -> str:

@@ -8,6 +8,7 @@ Each check raises ``UsageError`` (exit 2) naming the limit and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from collections.abc import Sequence
@@ -23,16 +24,22 @@ from mlpfctl.systems.passthrough import check_sbatch_args
 from mlpfctl.systems.profiles import Partition, SystemProfile, did_you_mean
 from mlpfctl.systems.slurmtime import format_time, parse_time
 
-KINDS = ("train", "hpo", "scale-bench", "check")
+KINDS = ("train", "hpo", "scale-bench", "check", "data")
 # what each kind runs (``python -m <module> <args...>``)
 ENTRY = {
     "train": ("mlpfctl", ("train",)),
     "hpo": ("mlpfctl", ("hpo", "worker")),
     "scale-bench": ("mlpfctl", ("scale-bench",)),
     "check": ("mlpfctl.systems.check_dist", ()),
+    "data": ("mlpfctl", ("data",)),
 }
 # kinds that run as array jobs (--array), and what one array task does
-ARRAY_KINDS = {"hpo": "hpo worker steps on its share of a node, on the study that submit created"}
+ARRAY_KINDS = {
+    "hpo": "hpo worker steps on its share of a node, on the study that submit created",
+    "data": "data generate on its block of shards (then one step after the array writes the manifest)",
+}
+# what the tasks and the manifest step of a data array add to its command line themselves
+_DATA_TASK_OPTIONS = ("--task-index", "--task-count", "--manifest-only")
 JOURNAL_FILE = "optuna-journal.log"
 PGPASS_FILE = ".pgpass"
 DEFAULT_TIME_S = 3600  # without --time: one hour, or the partition's limit if that is shorter
@@ -354,6 +361,8 @@ def build_request(
             f"the check job takes no arguments (got {' '.join(args)})",
             "write: mlpfctl submit [OPTIONS] -- check",
         )
+    if kind == "data":
+        _check_data_args(args, settings)
     part = profile.partition(settings.partition)
     where = f"partition '{part.name}' on {profile.name}"
     array = _array(settings, kind)
@@ -376,7 +385,8 @@ def build_request(
             f"use --nodes {part.max_nodes} or less, or another partition "
             f"(mlpfctl systems show {profile.name})",
         )
-    gpus = _gpus(settings, part, array)
+    # generation runs on CPUs: no GPUs unless asked for
+    gpus = 0 if kind == "data" and settings.gpus_per_node is None else _gpus(settings, part, array)
     if gpus > part.gpus_per_node:
         raise UsageError(
             f"{gpus} GPUs per node requested, but a node of {where} has {part.gpus_per_node}",
@@ -398,6 +408,8 @@ def build_request(
 
     launcher = profile.launcher if settings.launcher == "auto" else settings.launcher
     procs = gpus if gpus > 0 else (settings.tasks_per_node or 1)
+    if kind == "data":
+        procs = 1  # one task per node, which runs a generator process per CPU (--workers)
     job_name = _check_text("job name", settings.job_name or f"mlpf-{kind}")
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     run_dir = _run_dir(out_dir, run_name, job_name, stamp)
@@ -515,6 +527,41 @@ def _binds(
                 "use a path without ',' or ':' (a symbolic link to it works)",
             )
     return tuple(_check_text("bind path", str(path)) for path in chosen)
+
+
+def _check_data_args(args: Sequence[str], settings: SubmitSection) -> None:
+    if settings.array is None and settings.nodes != 1:
+        raise UsageError(
+            f"a data job runs on one node, not {settings.nodes}",
+            f"spread it with --array {settings.nodes} (tasks of one node each) instead of --nodes",
+        )
+    if not args or args[0] != "generate":
+        raise UsageError(
+            f"a data job generates a dataset (got: data {' '.join(args)})",
+            "write: mlpfctl submit [--array N] [OPTIONS] -- data generate --events N --out DIR ...",
+        )
+    taken = [a for a in args if a.split("=", 1)[0] in _DATA_TASK_OPTIONS]
+    if taken:
+        raise UsageError(
+            f"a data job sets {', '.join(taken)} itself",
+            "drop them: --array N splits the shards over N tasks and writes the manifest after them",
+        )
+
+
+def data_manifest_step(request: JobRequest, array_job_id: str) -> JobRequest:
+    """The step after a data array: checks every shard, writes the manifest (``--manifest-only``).
+
+    A job of its own in the same run directory, started once every task ended (``afterany``: it
+    reports the shards of failed tasks instead of waiting forever).
+    """
+    return dataclasses.replace(
+        request,
+        array=None,
+        after=(*request.after, Dependency(array_job_id, "any")),
+        script_name="manifest.sh",
+        job_name=f"{request.job_name}-manifest",
+        command=(*request.command, "--manifest-only"),
+    )
 
 
 def _check_path(what: str, path: Path) -> Path:

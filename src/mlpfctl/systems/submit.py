@@ -28,7 +28,7 @@ from mlpfctl.systems.discover import with_discovered
 from mlpfctl.systems.jobs import append_record
 from mlpfctl.systems.profiles import SystemProfile, load_profile
 from mlpfctl.systems.render import render
-from mlpfctl.systems.request import JobRequest, build_request, check_kind
+from mlpfctl.systems.request import JobRequest, build_request, check_kind, data_manifest_step
 from mlpfctl.systems.runner import Runner
 from mlpfctl.systems.validate import check_job
 
@@ -79,6 +79,15 @@ def plan(
             request, command=(*request.command, "--out", str(request.run_dir / "scale-bench"))
         )
     return Plan(profile, request, render(profile, request))
+
+
+def follow_up(job: Plan, job_id: str) -> Plan | None:
+    """The job that must run after job ``job_id`` (a data array's manifest step), or None."""
+    request = job.request
+    if request.kind != "data" or request.array is None:
+        return None
+    then = data_manifest_step(request, job_id)
+    return Plan(job.profile, then, render(job.profile, then))
 
 
 def _check_trial_devices(request: JobRequest, plan: Mapping[str, Any]) -> None:

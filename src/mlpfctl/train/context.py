@@ -80,6 +80,7 @@ def loss_weights(cfg: Config) -> LossWeights:
         focal_gamma=cfg.train.focal_gamma,
         reg=(reg[0], reg[1], reg[2], reg[3], reg[4]),
         sqrt_pt=cfg.train.sqrt_pt_weighting,
+        class_weights=tuple(cfg.train.loss_class_weights) if cfg.train.loss_class_weights else None,
     )
 
 
@@ -121,8 +122,12 @@ def setup_rank(request: TrainRequest) -> Context:
     try:
         seed_everything(cfg.run.seed)
         data = DataStreams(cfg, dist, pin_memory=backend.pin_memory, pad_buckets=backend.padding_buckets())
-        spec = spec_for(cfg.model, data.schema)
+        spec = spec_for(cfg.model, data.schema, data.train)
         module = backend.prepare_model(build_model(spec).to(device), device)
+        if cfg.train.compile:
+            from mlpfctl.models.execution import compile_model
+
+            compile_model(module)
         model: nn.Module = module
         if dist.active:
             from torch.nn.parallel import DistributedDataParallel

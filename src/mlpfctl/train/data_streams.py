@@ -3,7 +3,7 @@ position in the training stream that a checkpoint records."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from mlpfctl.config.schema import Config
+from mlpfctl.data.plan import BatchPlan
 from mlpfctl.errors import DataError
 
 if TYPE_CHECKING:
@@ -95,29 +96,24 @@ class DataStreams:
                 f"{len(self.valid)} validation events",
                 "use a larger dataset or change data.valid_fraction / data.test_fraction",
             )
-        self.train_sampler = self._sampler(self.train.lengths, shuffle=cfg.train.shuffle, drop_last=True)
+        self.train_sampler = self._sampler(self.train, shuffle=cfg.train.shuffle, drop_last=True)
 
-    def _sampler(self, lengths: Any, *, shuffle: bool, drop_last: bool) -> Any:
-        from mlpfctl.data.batching import BucketBatchSampler, FixedBatchSampler
+    def _sampler(self, dataset: Any, *, shuffle: bool, drop_last: bool) -> Any:
+        from mlpfctl.data.batching import sampler_for_config
 
-        kind: type[Any] = BucketBatchSampler
-        size = self.cfg.data.max_elements_per_batch
-        if self.cfg.train.batch_events:
-            kind, size = FixedBatchSampler, self.cfg.train.batch_events
-        return kind(
-            lengths,
-            size,
-            shuffle=shuffle,
-            seed=self.cfg.run.seed,
+        return sampler_for_config(
+            self.cfg,
+            dataset,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
+            shuffle=shuffle,
             drop_last=drop_last,
         )
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> Sequence[list[int]]:
         """This rank's batches of ``epoch``, trimmed to the count every rank has (DDP steps together)."""
         self.train_sampler.set_epoch(epoch)
-        batches = [list(b) for b in self.train_sampler]
+        batches: BatchPlan = self.train_sampler.plan()
         count = self.dist.reduce_int(len(batches), "min")
         if count == 0:
             raise DataError(
@@ -147,7 +143,7 @@ class DataStreams:
                     group = []
             pos = Position(pos.epoch + 1, 0)
 
-    def loader(self, dataset: Any, batches: list[list[int]]) -> Iterator[Any]:
+    def loader(self, dataset: Any, batches: Sequence[list[int]]) -> Iterator[Any]:
         from mlpfctl.data.collate import make_loader
 
         return rng_neutral(
@@ -160,16 +156,10 @@ class DataStreams:
             )
         )
 
-    def valid_batches(self, dataset: Any, max_events: int | None) -> list[list[int]]:
-        sampler = self._sampler(dataset.lengths, shuffle=False, drop_last=False)
-        batches = [list(b) for b in sampler]
+    def valid_batches(self, dataset: Any, max_events: int | None) -> Sequence[list[int]]:
+        batches: BatchPlan = self._sampler(dataset, shuffle=False, drop_last=False).plan()
         if max_events is None:
             return batches
-        kept, seen = [], 0
         per_rank = max(1, max_events // self.dist.world_size)
-        for b in batches:
-            if seen >= per_rank:
-                break
-            kept.append(b)
-            seen += len(b)
-        return kept
+        seen = np.cumsum(batches.sizes())  # events up to and including each batch
+        return batches[: int(np.searchsorted(seen, per_rank)) + 1]

@@ -1,10 +1,12 @@
 """Physics evaluation of a trained run on the test split: MLPF against the rule-based baseline
 (``ycand``) and the target.
 
-- Particle level (per element, see ``mlpfctl.train.metrics``): efficiency and fake rate per class.
-- Jets: ``ee_genkt`` R = 0.4, p = -1, pT > 5 GeV (the reference's CLIC/CLD settings), clustered
-  with fastjet on target, MLPF and baseline particles; reconstructed jets are matched to target
-  jets within dR < 0.1; the response is pT(reco) / pT(target), summarised by median and IQR.
+- Particle level (per element, see ``mlpfctl.train.metrics``): efficiency and fake rate per class,
+  the fake pT fraction, pT and energy ratio resolution per element type (track / cluster).
+- Jets (``mlpfctl.train.jets``): ``ee_genkt`` R = 0.4, p = -1, pT > 5 GeV (the reference's CLIC/CLD
+  settings), clustered with fastjet on target, MLPF and baseline particles; reconstructed jets are
+  matched to target jets within dR < 0.1; the response is pT(reco) / pT(target), summarised by
+  median and IQR.
 - MET: |sum of particle pT vectors|; resolution = median and IQR of MET(reco) - MET(target).
 
 Writes ``<run>/evaluation/summary.json`` and PNG plots next to it.
@@ -12,11 +14,7 @@ Writes ``<run>/evaluation/summary.json`` and PNG plots next to it.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,112 +24,72 @@ import torch
 from mlpfctl.atomic import atomic_write_text
 from mlpfctl.errors import UsageError
 from mlpfctl.models.targets import predict_particles
-from mlpfctl.train.metrics import MetricAccumulator, median_iqr
+from mlpfctl.train import jets as jetlib
+from mlpfctl.train.metrics import MetricAccumulator
 from mlpfctl.train.runs import LoadedRun, iter_batches, test_split
 
-JET_R = 0.4
-JET_PTMIN = 5.0
-MATCH_DR = 0.1
 EVAL_DIR = "evaluation"
 SOURCES = ("mlpf", "baseline")
+# Keys of every source's summary that are plain floats (table rows, benchmark records).
+SCALAR_KEYS = (
+    "jet_response_median",
+    "jet_response_iqr",
+    "jet_match_fraction",
+    "met_residual_median",
+    "met_residual_iqr",
+    "met_resolution_std",
+    "fake_pt_fraction",
+)
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """fastjet prints its banner on C-level stdout; stdout must carry data only."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+def evaluate_model(
+    model: torch.nn.Module, dataset: Any, num_classes: int, *, max_events: int | None = None
+) -> tuple[dict[str, MetricAccumulator], int]:
+    """MLPF and baseline metric accumulators (with jets) over ``dataset``, and the event count."""
+    if not jetlib.fastjet_available():
+        raise UsageError(
+            "evaluation clusters jets with fastjet, which is not installed", "pip install 'mlpfctl[physics]'"
+        )
+    acc = {s: MetricAccumulator(num_classes, jets=True) for s in SOURCES}
+    events = 0
+    model.eval()
+    with torch.no_grad():
+        for batch in iter_batches(dataset, 16, limit=max_events):
+            binary, cls_logits, reg = model(batch.X, batch.mask)
+            pred = predict_particles(binary, cls_logits, reg, batch.X, batch.mask)
+            kinds = batch.X[..., 0]
+            acc["mlpf"].update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask, kinds)
+            acc["baseline"].update(
+                batch.target_cls, batch.cand_cls, batch.target_p4, batch.cand_p4, batch.mask, kinds
+            )
+            events += batch.num_events
+    return acc, events
 
 
-def to_cartesian(p4: np.ndarray) -> np.ndarray:
-    """(pt, eta, sin phi, cos phi, E) -> (px, py, pz, E); phi from atan2 so unnormalised
-    predicted sin/cos are fine."""
-    pt, eta = p4[:, 0], p4[:, 1]
-    phi = np.arctan2(p4[:, 2], p4[:, 3])
-    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-    energy = np.maximum(p4[:, 4], np.sqrt(px**2 + py**2 + pz**2))
-    return np.stack([px, py, pz, energy], axis=1)
-
-
-def cluster_jets(p4: np.ndarray) -> np.ndarray:
-    """Jets ``[J, 3]`` (pt, eta, phi) of the particles ``p4``."""
-    import fastjet
-
-    if len(p4) == 0:
-        return np.zeros((0, 3))
-    jetdef = fastjet.JetDefinition(fastjet.ee_genkt_algorithm, JET_R, -1.0)
-    cart = to_cartesian(p4)
-    particles = [fastjet.PseudoJet(*map(float, row)) for row in cart]
-    sequence = fastjet.ClusterSequence(particles, jetdef)
-    jets = sequence.inclusive_jets(JET_PTMIN)
-    return np.array([[j.pt(), j.eta(), j.phi()] for j in jets]).reshape(-1, 3)
-
-
-def match_jets(target: np.ndarray, reco: np.ndarray) -> list[tuple[int, int]]:
-    """Greedy unique matching by smallest dR below ``MATCH_DR``."""
-    if len(target) == 0 or len(reco) == 0:
-        return []
-    deta = target[:, None, 1] - reco[None, :, 1]
-    dphi = np.mod(target[:, None, 2] - reco[None, :, 2] + np.pi, 2 * np.pi) - np.pi
-    dr = np.sqrt(deta**2 + dphi**2)
-    pairs: list[tuple[int, int]] = []
-    while True:
-        i, j = np.unravel_index(np.argmin(dr), dr.shape)
-        if dr[i, j] >= MATCH_DR:
-            return pairs
-        pairs.append((int(i), int(j)))
-        dr[i, :] = np.inf
-        dr[:, j] = np.inf
-
-
-def met(p4: np.ndarray) -> float:
-    phi = np.arctan2(p4[:, 2], p4[:, 3])
-    return float(np.hypot((p4[:, 0] * np.cos(phi)).sum(), (p4[:, 0] * np.sin(phi)).sum()))
+def summarise(
+    acc: dict[str, MetricAccumulator], class_names: tuple[str, ...], type_names: dict[int, str]
+) -> dict[str, dict[str, Any]]:
+    """Per source: efficiency, fake_rate and confusion, then every float metric (``SCALAR_KEYS``,
+    ``pt_ratio_iqr/track``, ...)."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in SOURCES:
+        flat = acc[s].summary(class_names, type_names)
+        out[s] = {
+            "efficiency": {k[4:]: v for k, v in flat.items() if k.startswith("eff/")},
+            "fake_rate": {k[5:]: v for k, v in flat.items() if k.startswith("fake/")},
+            "confusion": flat["confusion"],
+            **{k: v for k, v in flat.items() if not k.startswith(("eff/", "fake/", "confusion"))},
+        }
+    return out
 
 
 def evaluate_run(run: LoadedRun, *, max_events: int | None = None, plots: bool = True) -> dict[str, Any]:
     test = test_split(run.config)
-    schema_names = test.schema.class_names if hasattr(test, "schema") else ()
-    acc = {s: MetricAccumulator(run.spec.num_classes) for s in SOURCES}
-    response: dict[str, list[float]] = {s: [] for s in SOURCES}
-    matched = dict.fromkeys(SOURCES, 0)
-    met_diff: dict[str, list[float]] = {s: [] for s in SOURCES}
-    target_jets = 0
-    events = 0
-    with _stdout_to_stderr(), torch.no_grad():
-        for batch in iter_batches(test, 16, limit=max_events):
-            binary, cls_logits, reg = run.model(batch.X, batch.mask)
-            pred = predict_particles(binary, cls_logits, reg, batch.X, batch.mask)
-            acc["mlpf"].update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask)
-            acc["baseline"].update(
-                batch.target_cls, batch.cand_cls, batch.target_p4, batch.cand_p4, batch.mask
-            )
-            for b in range(batch.num_events):
-                events += 1
-                m = batch.mask[b]
-                tgt = batch.target_p4[b][m & (batch.target_cls[b] != 0)].numpy()
-                reco = {
-                    "mlpf": pred.p4[b][m & (pred.cls[b] != 0)].numpy(),
-                    "baseline": batch.cand_p4[b][m & (batch.cand_cls[b] != 0)].numpy(),
-                }
-                tj = cluster_jets(tgt)
-                target_jets += len(tj)
-                met_t = met(tgt)
-                for s in SOURCES:
-                    rj = cluster_jets(reco[s])
-                    pairs = match_jets(tj, rj)
-                    matched[s] += len(pairs)
-                    response[s] += [rj[j, 0] / tj[i, 0] for i, j in pairs]
-                    met_diff[s].append(met(reco[s]) - met_t)
+    acc, events = evaluate_model(run.model, test, run.spec.num_classes, max_events=max_events)
     if events == 0:
         raise UsageError("the test split has no events", "use a larger dataset")
-    names = tuple(schema_names) or tuple(str(i) for i in range(run.spec.num_classes))
+    schema = test.schema
+    names = tuple(schema.class_names) or tuple(str(i) for i in range(run.spec.num_classes))
     summary: dict[str, Any] = {
         "run_dir": str(run.run_dir),
         "checkpoint": str(run.checkpoint),
@@ -139,31 +97,19 @@ def evaluate_run(run: LoadedRun, *, max_events: int | None = None, plots: bool =
         "events": events,
         "jets": {
             "algorithm": "ee_genkt",
-            "R": JET_R,
+            "R": jetlib.JET_R,
             "p": -1,
-            "ptmin": JET_PTMIN,
-            "match_dr": MATCH_DR,
-            "target_jets": target_jets,
+            "ptmin": jetlib.JET_PTMIN,
+            "match_dr": jetlib.MATCH_DR,
+            "target_jets": acc["mlpf"].target_jets,
         },
+        **summarise(acc, names, dict(schema.element_types)),
     }
-    for s in SOURCES:
-        particle = acc[s].summary(names)
-        med, iqr = median_iqr(np.asarray(response[s]))
-        met_med, met_iqr = median_iqr(np.asarray(met_diff[s]))
-        summary[s] = {
-            "efficiency": {k[4:]: v for k, v in particle.items() if k.startswith("eff/")},
-            "fake_rate": {k[5:]: v for k, v in particle.items() if k.startswith("fake/")},
-            "confusion": particle["confusion"],
-            "jet_response_median": med,
-            "jet_response_iqr": iqr,
-            "jet_match_fraction": matched[s] / target_jets if target_jets else float("nan"),
-            "met_residual_median": met_med,
-            "met_residual_iqr": met_iqr,
-            "met_resolution_std": float(np.std(met_diff[s])),
-        }
     out_dir = run.run_dir / EVAL_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
+        response = {s: acc[s].jet_response for s in SOURCES}
+        met_diff = {s: acc[s].met_residual for s in SOURCES}
         summary["plots"] = [str(p) for p in _plots(out_dir, names, summary, response, met_diff)]
     summary = finite_or_none(summary)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")

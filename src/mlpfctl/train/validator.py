@@ -76,7 +76,7 @@ class Validator:
         names = [*TERM_NAMES]
         # Loss sums stay on the device and are read once, after the all-reduce.
         sums = torch.zeros(len(names) + 2, dtype=count_dtype(ctx.device), device=ctx.device)
-        acc = MetricAccumulator(ctx.spec.num_classes)
+        acc = MetricAccumulator(ctx.spec.num_classes, jets=ctx.cfg.train.val_jets)
         batches = ctx.data.valid_batches(ctx.data.valid, ctx.cfg.train.val_max_events)
         with torch.no_grad():
             for host_batch in ctx.data.loader(ctx.data.valid, batches):
@@ -86,7 +86,7 @@ class Validator:
                 s = loss_sums(outputs, batch.X, batch.mask, batch.target_cls, batch.target_p4, ctx.weights)
                 sums += torch.stack([*(s.sums[n] for n in names), s.elements, s.particles]).to(sums.dtype)
                 pred = predict_particles(outputs[0], outputs[1], outputs[2], batch.X, batch.mask)
-                acc.update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask)
+                acc.update(batch.target_cls, pred.cls, batch.target_p4, pred.p4, batch.mask, batch.X[..., 0])
         host = ctx.dist.all_reduce(sums).double().cpu()  # sync
         # sync; every entry is an unpickled copy, this rank's own too: merge only the others'
         gathered = ctx.dist.all_gather_object(acc)
@@ -98,5 +98,5 @@ class Validator:
             for i, name in enumerate(names)
         }
         out["Total"] = sum(out[n] for n in names)
-        out.update(acc.summary(ctx.class_names))
+        out.update(acc.summary(ctx.class_names, ctx.data.schema.element_types))
         return out

@@ -80,3 +80,29 @@ def test_two_rank_trials_prune_together(tmp_path: Path, hpo_ttbar: Path) -> None
     states = [t.state for t in trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) + states.count(optuna.trial.TrialState.PRUNED) == 2
     assert all(t.user_attrs["mlpfctl.ranks"] == 2 for t in trials)
+
+
+@pytest.mark.slow
+def test_multi_objective_val_loss_against_jet_iqr(tmp_path: Path, hpo_ttbar: Path) -> None:
+    """HPO optimises physics directly: each trial reports its validation loss and jet-response IQR."""
+    proc = run_cli(
+        *_args(
+            tmp_path,
+            hpo_ttbar,
+            *argv("--sampler nsga2 --scheduler none --trials 2 --workers 1"),
+            *argv("--min-resource 20 --max-resource 20"),
+            *argv("--set hpo.metrics=val_loss,jet_iqr --set hpo.directions=minimize,minimize"),
+        ),
+        env=ENV,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    study = optuna.load_study(study_name="mlpf", storage=f"sqlite:///{tmp_path / 'hpo.db'}")
+    done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2
+    for trial in done:
+        val_loss, jet_iqr = trial.values
+        assert val_loss > 0 and 0 < jet_iqr < 2
+        history = tmp_path / "work" / f"trial-{trial.number:05d}" / "checkpoint" / "metrics.jsonl"
+        valid = [json.loads(x) for x in history.read_text().splitlines() if '"valid"' in x]
+        assert valid[-1]["jet_response_iqr"] == pytest.approx(jet_iqr)

@@ -11,7 +11,19 @@ import torch
 from mlpfctl.train.api import TrainRequest, train
 from tests.integration.train.test_training import config, weights
 
-COMMON = ("train.steps=6", "train.val_every=6", "train.shuffle=false", "train.schedule=constant")
+# fp32 and SGD: the weights then follow the gradients linearly. bf16 autocast (the default on CPUs
+# with AMX) rounds differently for other batch shapes, and AdamW's g / sqrt(v) magnifies the fp32
+# rounding of near-zero gradients.
+COMMON = (
+    "train.steps=6",
+    "train.val_every=6",
+    "train.shuffle=false",
+    "train.schedule=constant",
+    "train.amp=false",
+    "train.optimizer=sgd",
+    "train.lr=0.05",  # updates well above the tolerance
+    "train.grad_clip=0",  # clipping would hide a wrongly scaled gradient
+)
 
 
 def test_accumulated_micro_batches_match_one_large_batch(ttbar_dir: Path, tmp_path: Path) -> None:
@@ -34,7 +46,9 @@ def test_accumulated_micro_batches_match_one_large_batch(ttbar_dir: Path, tmp_pa
     small = train(
         TrainRequest(config(ttbar_dir, "train.batch_events=8", *COMMON), tmp_path / "small", quiet=True)
     )
-    assert small.val_loss != pytest.approx(large.val_loss, rel=1e-4)
+    assert small.step == 6
+    c = weights(tmp_path / "small")
+    assert not all(torch.allclose(a[key], c[key], atol=1e-5, rtol=1e-4) for key in a)
 
 
 def test_two_ranks_accumulating_match_one_rank(ttbar_dir: Path, tmp_path: Path) -> None:

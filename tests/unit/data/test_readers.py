@@ -44,6 +44,8 @@ def test_reference_key4hep_parquet_reads_back(tmp_path: Path, old_names: bool) -
     write_key4hep_reference(tmp_path / "reco_p8_ee_tt_ecm380_1.parquet", events, old_names=old_names)
     ds = open_dataset(tmp_path)
     assert ds.format == "key4hep" and ds.schema.name == "clic"
+    # Real files carry no geometry: the documented CLIC default applies (link features).
+    assert ds.schema.detector is not None and ds.schema.detector.b_field == 4.0
     assert len(ds) == 12
     assert ds.lengths.tolist() == [len(e["X_track"]) + len(e["X_cluster"]) for e in events]
     for i in (0, 5, 11):
@@ -58,6 +60,7 @@ def test_one_row_per_event_layout_and_cld_name(tmp_path: Path) -> None:
     write_key4hep_rows(path, events)
     ds = open_dataset(path)
     assert ds.schema.name == "cld"
+    assert ds.schema.detector is not None and ds.schema.detector.b_field == 2.0
     _check_event(events[2], ds[2])
 
 
@@ -68,6 +71,7 @@ def test_delphes_pickles_read_back_with_their_own_schema(tmp_path: Path) -> None
     assert ds.format == "delphes" and ds.schema.num_features == 12
     assert ds.schema.element_types == {1: "tower", 2: "track"}
     assert ds.schema.num_classes == 8
+    assert ds.schema.detector is None  # no geometry: models train without link features
     ev = ds[4]
     np.testing.assert_array_equal(ev.X, data["X"][4])
     np.testing.assert_array_equal(ev.ytarget[:, :7], data["ygen"][4])
@@ -79,7 +83,7 @@ def test_dataset_pickles_without_its_cache_and_splits_deterministically(tmp_path
     ds = open_dataset(tmp_path)
     _ = ds[0]
     clone = pickle.loads(pickle.dumps(ds))
-    assert not clone._cache
+    assert len(ds.cache) == 1 and len(clone.cache) == 0 and clone.cache.budget == ds.cache.budget
     np.testing.assert_array_equal(clone[7].X, ds[7].X)
     a = split_dataset(ds, 0.2, 0.1, seed=1)
     b = split_dataset(ds, 0.2, 0.1, seed=1)

@@ -230,12 +230,16 @@ def _real_first_claim(history: list[tuple[Any, ...]], trials: int, rungs: Rungs)
 
     for slot in range(trials):
         add(slot, optuna.trial.TrialState.WAITING, {asha.ATTR_KIND: "new", asha.ATTR_SLOT: slot})
+    # promotions are WAITING tickets in the companion study; the simulation numbers the promoted
+    # job as the ticket's id
+    tickets: dict[int, optuna.trial.FrozenTrial] = {}
     claimed: dict[int, tuple[int, int]] = {}
     next_number = trials
     for event in history:
         if event[0] == "claim":
             _, _, number, config, rung = event
             claimed[number] = (config, rung)
+            tickets.pop(number, None)  # a claimed ticket is no longer WAITING
             frozen[number] = optuna.trial.create_trial(
                 state=optuna.trial.TrialState.RUNNING, params={"x": 0.5}, distributions={"x": distribution}
             )
@@ -252,17 +256,21 @@ def _real_first_claim(history: list[tuple[Any, ...]], trials: int, rungs: Rungs)
             state = optuna.trial.TrialState.COMPLETE if outcome == "top" else optuna.trial.TrialState.PRUNED
             add(number, state, attrs, {budgets[rung]: value})
             if outcome == "paused":
-                add(
-                    next_number,
-                    optuna.trial.TrialState.WAITING,
-                    {asha.ATTR_KIND: "promotion", asha.ATTR_PARENT: number, asha.ATTR_RUNG: rung + 1},
+                ticket = optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.WAITING,
+                    user_attrs={asha.ATTR_PARENT: number, asha.ATTR_RUNG: rung + 1},
                 )
+                ticket.number = ticket._trial_id = next_number
+                tickets[next_number] = ticket
                 next_number += 1
     order = asha.claim_order(
         list(frozen.values()),
+        list(tickets.values()),
         promotion=True,
         eta=rungs.reduction_factor,
         top_rung=len(budgets) - 1,
         maximize=False,
     )
-    return order[0]
+    kind, number = order[0]
+    assert kind == ("ticket" if number in tickets else "job")
+    return number

@@ -75,6 +75,8 @@ VARIANTS: dict[str, tuple[str, str, dict[str, object]]] = {
         "hpo",
         {"array": "32%8", "container": "/leonardo_work/mlpf/mlpfctl.sif"},
     ),
+    "local-data-array": ("local", "data", {"array": "4"}),
+    "jureca-data-array": ("jureca", "data", {"array": "16%4"}),
     "karolina-train-site-options": (
         "karolina",
         "train",

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from mlpfctl.errors import DataError
 
 if TYPE_CHECKING:  # the names below are read by the configuration schema: no numpy on import
+    import numpy as np
+
     from mlpfctl.data.block import EventBlock
     from mlpfctl.data.events import DatasetSchema
 
@@ -48,6 +50,16 @@ def reader_for(fmt: str) -> Callable[[Path], EventBlock]:
 
         return read_delphes
     raise DataError(f"unknown data format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
+
+
+def lengths_for(fmt: str) -> Callable[[Path], np.ndarray]:
+    """Elements per event of one file, as cheaply as the format allows (for the open-time index)."""
+    if fmt == "key4hep":
+        from mlpfctl.data.readers.key4hep import key4hep_lengths
+
+        return key4hep_lengths
+    read = reader_for(fmt)  # pickles carry no metadata: decode the file once
+    return lambda path: read(path).lengths
 
 
 def schema_for(fmt: str, detector: str = "clic") -> DatasetSchema:

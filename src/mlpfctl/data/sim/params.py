@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlpfctl.data.detectors import DetectorDescription
+
 
 @dataclass(frozen=True)
 class DetectorParams:
@@ -85,3 +87,17 @@ class DetectorParams:
     def curvature(self) -> float:
         """pT [GeV] = curvature * R [mm]  (0.3 B[T] R[m])."""
         return 3e-4 * self.b_field
+
+    def description(self) -> DetectorDescription:
+        """What a model's link features need to know about this detector (stored in the manifest)."""
+        return DetectorDescription(
+            name="clic-parametric",
+            b_field=self.b_field,
+            ecal_r=self.ecal_r,
+            ecal_z=self.ecal_z,
+            hcal_r=self.hcal_r,
+            hcal_z=self.hcal_z,
+            hcal_stochastic=self.hcal_stoch,
+            hcal_constant=self.hcal_const,
+            source="mlpfctl.data.sim.params.DetectorParams (the simulated detector)",
+        )
