@@ -11,7 +11,15 @@ import torch
 from mlpfctl.train.api import TrainRequest, train
 from tests.integration.train.test_training import config, weights
 
-COMMON = ("train.steps=6", "train.val_every=6", "train.shuffle=false", "train.schedule=constant")
+# fp32: the equality of accumulated and whole batches is the claim (bf16 autocast rounds per
+# micro-batch on CPUs with AMX)
+COMMON = (
+    "train.steps=6",
+    "train.val_every=6",
+    "train.shuffle=false",
+    "train.schedule=constant",
+    "train.amp=false",
+)
 
 
 def test_accumulated_micro_batches_match_one_large_batch(ttbar_dir: Path, tmp_path: Path) -> None:
@@ -28,8 +36,11 @@ def test_accumulated_micro_batches_match_one_large_batch(ttbar_dir: Path, tmp_pa
     assert accumulated.step == large.step == 6
     assert accumulated.val_loss == pytest.approx(large.val_loss, rel=1e-4)
     a, b = weights(tmp_path / "large"), weights(tmp_path / "accum")
+    # Padding to 16 or to 8 events changes float rounding (~1e-7); AdamW divides by sqrt(v), which
+    # turns that into up to ~1e-4 on parameters whose gradients are near zero (the regression
+    # heads start at zero). A wrong normalisation moves every parameter by O(lr) = 1e-3 per step.
     for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-3)
     # Without accumulation the same 8-event batches take different steps.
     small = train(
         TrainRequest(config(ttbar_dir, "train.batch_events=8", *COMMON), tmp_path / "small", quiet=True)
