@@ -9,6 +9,7 @@ torchrun/srun, where each rank reads its rank from the environment).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,7 +102,13 @@ def train(
     target_dir = Path(
         rundir.absolute(run_dir or resume_dir or default_run_dir(cfg.run.out_dir, cfg.run.name))
     )
-    run_plan = rundir.plan(target_dir, cfg, resume_target, resume_dir, run_dir_given=run_dir is not None)
+    from mlpfctl.launch.runenv import RunEnv
+
+    # Under srun/torchrun every rank runs this command; only rank 0 claims the run directory.
+    main_rank = RunEnv.from_env().is_main
+    run_plan = rundir.plan(
+        target_dir, cfg, resume_target, resume_dir, run_dir_given=run_dir is not None, main_rank=main_rank
+    )
     plan: dict[str, Any] = {
         "run_dir": str(target_dir),
         "nproc": nproc,
@@ -129,7 +136,7 @@ def train(
     from mlpfctl.train.api import TrainRequest
     from mlpfctl.train.api import train as run_train
 
-    with rundir.claim(run_plan, cfg):
+    with rundir.claim(run_plan, cfg) if main_rank else contextlib.nullcontext():
         result = run_train(TrainRequest(config=cfg, run_dir=target_dir, nproc=nproc, resume=run_plan.resume))
     if result.status == "checkpointed":
         raise Checkpointed(

@@ -148,16 +148,23 @@ class Plan:
 
 
 def plan(
-    run_dir: Path, config: Config, resume: Path | None, resume_dir: Path | None, run_dir_given: bool
+    run_dir: Path,
+    config: Config,
+    resume: Path | None,
+    resume_dir: Path | None,
+    run_dir_given: bool,
+    main_rank: bool = True,
 ) -> Plan:
     """Decide (and check, writing nothing) how ``train`` uses ``run_dir``; see the module doc.
 
     ``run_dir_given``: --run-dir was passed. A requeued SLURM job passes both --run-dir DIR and
     --resume DIR, and may find DIR without any run in it when it was stopped very early.
+    ``main_rank``: false in the other ranks of an srun/torchrun launch, which run this same
+    command; rank 0 owns the directory and may already have claimed it for this very run.
     """
     check_output_dir(run_dir, "--run-dir")
     same = resume_dir is not None and absolute(run_dir) == absolute(resume_dir)
-    if (resume is None or not same) and holds_run(run_dir):
+    if main_rank and (resume is None or not same) and holds_run(run_dir):
         raise UsageError(
             f"run directory {run_dir} already holds a run",
             f"continue it with --resume {run_dir}, or pass another --run-dir",

@@ -11,9 +11,10 @@ import torch
 from mlpfctl.train.api import TrainRequest, train
 from tests.integration.train.test_training import config, weights
 
-# fp32 and SGD: the weights then follow the gradients linearly. bf16 autocast (the default on CPUs
-# with AMX) rounds differently for other batch shapes, and AdamW's g / sqrt(v) magnifies the fp32
-# rounding of near-zero gradients.
+# fp32 and plain SGD without clipping: the weights then follow the gradients linearly, so a wrongly
+# normalised accumulation (e.g. one micro-batch's counts as the denominator) fails the comparison.
+# AdamW would hide it (g / sqrt(v) does not see a constant factor) and so would clipping; bf16
+# autocast (the default on CPUs with AMX) rounds differently for other batch shapes.
 COMMON = (
     "train.steps=6",
     "train.val_every=6",

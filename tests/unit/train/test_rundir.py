@@ -54,6 +54,18 @@ def test_an_existing_run_is_never_trained_into_afresh(tmp_path: Path) -> None:
         rundir.plan(run, cfg, None, None, run_dir_given=True)
 
 
+def test_other_ranks_of_a_launch_train_in_the_directory_rank_0_claimed(tmp_path: Path) -> None:
+    """srun/torchrun run ``train --run-dir DIR`` once per rank: rank 0 may have written run.json
+    before rank 1 plans, and rank 1 must join that run, not refuse it (the 2-task SLURM job)."""
+    cfg = config(tmp_path)
+    run = tmp_path / "r"
+    with rundir.claim(rundir.plan(run, cfg, None, None, run_dir_given=True), cfg):
+        plan = rundir.plan(run, cfg, None, None, run_dir_given=True, main_rank=False)
+        assert plan.resume is None and plan.run_dir == run
+        with pytest.raises(UsageError, match="already holds a run"):
+            rundir.plan(run, cfg, None, None, run_dir_given=True)  # rank 0 of another launch
+
+
 def test_a_directory_with_only_job_files_may_become_a_run(tmp_path: Path) -> None:
     run = tmp_path / "job"
     run.mkdir()
