@@ -185,7 +185,7 @@ def _check_resume_at_the_warning_step(record: dict[str, Any], metrics: Path, res
     (warning step, resume step). The resumed run is cancelled once it has shown where it started."""
     job_id, log = record["job_id"], Path(record["run_dir"]) / f"slurm-{record['job_id']}.out"
     try:
-        _wait_for("requeue", lambda: "requeueing job" in _text(log), 420, job_id)
+        _wait_for("requeue", lambda: "requeueing job" in _text(log), 600, job_id)
         text = _text(log)
         # the srun client is never signalled: no "forcing job termination" (srun --kill-on-bad-exit
         # may still end the last rank after the barrier, once the checkpoint is written)
@@ -243,7 +243,7 @@ def test_time_limit_warning_gives_the_hpo_trial_back_and_the_requeued_job_contin
     trial = Path(record["run_dir"]) / "hpo" / "mlpf" / "trial-00000" / "checkpoint"
     job_id, log = record["job_id"], Path(record["run_dir"]) / f"slurm-{record['job_id']}.out"
     try:
-        _wait_for("requeue", lambda: "requeueing job" in _text(log), 420, job_id)
+        _wait_for("requeue", lambda: "requeueing job" in _text(log), 600, job_id)
         text = _text(log)
         given = re.search(r"trial 0 checkpointed at step (\d+)", text)
         assert given and "forcing job termination" not in text, text
