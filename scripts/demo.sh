@@ -39,7 +39,9 @@ steps=${DEMO_STEPS:-1500}
 best="$demo/best"
 if ! grep -qs "\"step\": $steps," "$best/result.json"; then
     resume=()
-    [[ -d "$best/checkpoints" ]] && resume=(--resume "$best")
+    # a run directory belongs to one run: continue it (from scratch if it stopped before its first
+    # checkpoint), never train into it afresh
+    [[ -f "$best/run.json" ]] && resume=(--resume "$best")
     "$mlpfctl" train --config "$demo/hpo-report/best_config.toml" --run-dir "$best" "${resume[@]}" \
         --steps "$steps" --set train.schedule_steps="$steps" --set train.val_every=500 \
         --set train.checkpoint_every=500 --set train.progress=true
