@@ -15,8 +15,10 @@ def jobs(
     sets: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List submitted jobs with their SLURM state (one scontrol call; sacct or the job's log for
-    jobs SLURM has forgotten; final states are remembered in the registry)."""
+    """List submitted jobs with their SLURM state (one scontrol call, sacct fallback).
+
+    Jobs SLURM has forgotten are looked up with sacct or in their log; final states are
+    remembered in the registry."""
     from rich.table import Table
 
     from mlpfctl.console import out, print_json
@@ -80,7 +82,7 @@ def logs(
     config: ConfigOpt = None,
     sets: SetOpt = None,
 ) -> None:
-    """Print a job's output file (an array job's: each task's lines, prefixed [task N])."""
+    """Print a job's output file (an array job's: each task's lines, prefixed with its task)."""
     import sys
     import time
 

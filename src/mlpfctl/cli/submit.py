@@ -83,7 +83,7 @@ def submit(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Submit `train`, `hpo`, `scale-bench`, `check` or `data` as a SLURM job:
+    """Submit `train`, `hpo`, `scale-bench`, `check` or `data` as a SLURM job.
 
     mlpfctl submit --system lumi --account project_465000000 --nodes 2 -- train --steps 1000
 
