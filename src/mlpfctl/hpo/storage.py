@@ -143,26 +143,31 @@ class RetryPolicy:
         self.max_retry = max_retry
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        import optuna
-
         retries = int(trial.user_attrs.get(ATTR_RETRIES, 0))
         if retries >= self.max_retry:
             warn(f"trial {trial.number} was killed and has used its {self.max_retry} retries: left FAILED")
             return
-        attrs = {**trial.user_attrs, ATTR_RETRIES: retries + 1, ATTR_RETRY_OF: trial.number}
-        system_attrs: dict[str, Any] = {}
-        if "fixed_params" in trial.system_attrs:
-            system_attrs["fixed_params"] = trial.system_attrs["fixed_params"]
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=optuna.trial.TrialState.WAITING,
-                params=trial.params,
-                distributions=trial.distributions,
-                user_attrs=attrs,
-                system_attrs=system_attrs,
-            )
-        )
+        study.add_trial(retry_copy(trial))
         warn(f"trial {trial.number} lost its worker (no heartbeat): re-queued (retry {retries + 1})")
+
+
+def retry_copy(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """A WAITING copy of a trial whose worker died: same parameters (and enqueued fixed ones),
+    its retry count plus one and the number of the trial it retries."""
+    import optuna
+
+    retries = int(trial.user_attrs.get(ATTR_RETRIES, 0))
+    attrs = {**trial.user_attrs, ATTR_RETRIES: retries + 1, ATTR_RETRY_OF: trial.number}
+    system_attrs: dict[str, Any] = {}
+    if "fixed_params" in trial.system_attrs:
+        system_attrs["fixed_params"] = trial.system_attrs["fixed_params"]
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs=attrs,
+        system_attrs=system_attrs,
+    )
 
 
 def open_storage(

@@ -65,6 +65,7 @@ from mlpfctl.hpo.storage import (
     StorageSpec,
     check_location,
     open_storage,
+    retry_copy,
 )
 
 if TYPE_CHECKING:
@@ -302,16 +303,7 @@ class Worker:
             if ident in jobs:
                 api.finish(queue, ident, optuna.trial.TrialState.COMPLETE, [0.0])
             elif api.finish(queue, ident, optuna.trial.TrialState.FAIL):
-                retries = int(ticket.user_attrs.get(ATTR_RETRIES, 0))
-                attrs = {**ticket.user_attrs, ATTR_RETRIES: retries + 1, ATTR_RETRY_OF: ticket.number}
-                queue.add_trial(
-                    optuna.trial.create_trial(
-                        state=optuna.trial.TrialState.WAITING,
-                        params=ticket.params,
-                        distributions=ticket.distributions,
-                        user_attrs=attrs,
-                    )
-                )
+                queue.add_trial(retry_copy(ticket))
                 warn(f"promotion ticket {ticket.number} lost its worker: queued again")
 
     def _anything_running(self) -> bool:
