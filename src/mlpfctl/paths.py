@@ -81,3 +81,14 @@ def check_input_dir(path: Path, what: str, hint: str) -> None:
         raise UsageError(f"{what} {path} does not exist", hint)
     if not path.is_dir():
         raise UsageError(f"{what} {path} is a file, not a directory", hint)
+
+
+def unused_dir(parent: Path, base: str) -> Path:
+    """``parent/base``, or ``base-2``, ``base-3``, ... when it exists: a generated, time-stamped
+    name must not land in a directory another run or job already owns (scripts start several
+    within one second)."""
+    candidate, n = parent / base, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{base}-{n}"
+    return candidate

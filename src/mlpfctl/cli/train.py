@@ -18,6 +18,7 @@ import typer
 
 from mlpfctl.cli.common import ConfigOpt, DryRunOpt, JsonOpt, SetOpt, load_config, path_option
 from mlpfctl.errors import Checkpointed, UsageError
+from mlpfctl.paths import unused_dir
 
 
 def resolve_resume(resume: Path | None) -> tuple[Path | None, Path | None]:
@@ -39,8 +40,9 @@ def resolve_resume(resume: Path | None) -> tuple[Path | None, Path | None]:
 
 
 def default_run_dir(out_dir: str, name: str | None, command: str = "train") -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(out_dir) / (name or f"{command}-{stamp}")
+    if name:
+        return Path(out_dir) / name
+    return unused_dir(Path(out_dir), f"{command}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
 
 
 def train(

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlpfctl.config.schema import SubmitSection
 from mlpfctl.errors import UsageError
+from mlpfctl.paths import unused_dir
 from mlpfctl.systems.chain import ArraySpec, Dependency, parse_after, parse_array
 from mlpfctl.systems.passthrough import check_sbatch_args
 from mlpfctl.systems.profiles import Partition, SystemProfile, did_you_mean
@@ -273,14 +274,7 @@ def _run_dir(out_dir: str, run_name: str | None, job_name: str, stamp: str) -> P
             )
         return parent / run_name
     # job names are free text for SLURM (quoted in the script); as a path they must stay one component
-    base = f"{path_safe(job_name)}-{stamp}"
-    # scripts submit several jobs within one second (a parent and its --after dependant): a
-    # generated name must not land in a directory another job already owns
-    candidate, n = parent / base, 1
-    while candidate.exists():
-        n += 1
-        candidate = parent / f"{base}-{n}"
-    return candidate
+    return unused_dir(parent, f"{path_safe(job_name)}-{stamp}")
 
 
 def _array(settings: SubmitSection, kind: str) -> ArraySpec | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import assert_user_error, run_cli
 
 
@@ -60,3 +62,24 @@ def test_help_of_training_commands_stays_light() -> None:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.rstrip().endswith("HEAVY="), (command, proc.stdout[-200:])
+
+
+def test_generated_run_directories_within_one_second_are_distinct(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `train` runs started in the same second must not share `train-<stamp>`."""
+    import datetime as dt
+
+    from mlpfctl.cli import train as cli_train
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Frozen:
+            return cls(2026, 12, 1, 9, 0, 48)
+
+    monkeypatch.setattr(cli_train._dt, "datetime", Frozen)
+    first = cli_train.default_run_dir(str(tmp_path), None)
+    assert first == tmp_path / "train-20261201-090048"
+    first.mkdir()
+    assert cli_train.default_run_dir(str(tmp_path), None) == tmp_path / "train-20261201-090048-2"
+    assert cli_train.default_run_dir(str(tmp_path), "mine") == tmp_path / "mine"
