@@ -21,10 +21,12 @@ does, to prove the checks themselves).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -86,6 +88,13 @@ class Runner:
 def _tail(proc: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in (proc.stderr or "").splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
+    if proc.returncode < 0 or proc.returncode > 128:  # killed by a signal: say which, and where
+        number = -proc.returncode if proc.returncode < 0 else proc.returncode - 128
+        with contextlib.suppress(ValueError):
+            name = signal.Signals(number).name
+            crash = [line for line in lines if "Fatal Python error" in line or "terminate called" in line]
+            frames = [line.strip() for line in lines if line.strip().startswith("File ")][:3]
+            return "; ".join([f"killed by {name}", *crash[:1], *frames])[:400]
     return (errors or lines or ["no output"])[-1][:200]
 
 

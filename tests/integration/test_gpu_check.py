@@ -88,7 +88,10 @@ def test_every_check_runs_on_the_cpu_when_forced(tmp_path: Path) -> None:
         "HPO 4-trial ASHA, 2 workers",
     ]
     expected_fail = set() if FORCE_PG_KEY in schema_fields() else {"process group at world size 1"}
-    assert {name for name, s in status.items() if s != "PASS"} == expected_fail, proc.stdout + proc.stderr
+    # a failed check's whole log (stderr with faulthandler's stacks) says why, even from CI
+    logs = "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted((tmp_path / "work").glob("*.log")))
+    failed = {name for name, s in status.items() if s != "PASS"}
+    assert failed == expected_fail, proc.stdout + proc.stderr + (logs if failed != expected_fail else "")
     assert proc.returncode == (1 if expected_fail else 0)
     assert lines[-1].startswith("FAIL gpu-check: 6/7" if expected_fail else "PASS gpu-check: 7/7")
 

@@ -80,6 +80,7 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mlpfctl-scale-") as tmp:
         ctx = setup_rank(TrainRequest(config=request.config, run_dir=Path(tmp), quiet=True))
         backend = ctx.backend
+        finished = False
         try:
             opt = Optimization.build(ctx)
 
@@ -166,9 +167,10 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
                     "parameters": sum(p.numel() for p in ctx.module.parameters()),
                 }
             )
+            finished = True
             return summary
         finally:
-            ctx.close()
+            ctx.close(finished=finished)
 
 
 def run_point(request: PointRequest) -> dict[str, Any]:

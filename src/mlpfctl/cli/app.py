@@ -6,6 +6,8 @@ light internals at module level; torch, optuna, numpy-heavy code are imported in
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import sys
 from collections.abc import Sequence
 
@@ -119,4 +121,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
+    # A crash in native code (NCCL, gloo, a driver) prints every thread's Python stack to stderr,
+    # which lands in the job's log: the one clue a user has after a SIGSEGV/SIGABRT at hour 20.
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr without a descriptor
+        faulthandler.enable()
     sys.exit(run())

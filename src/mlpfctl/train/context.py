@@ -61,10 +61,10 @@ class Context:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def close(self) -> None:
+    def close(self, *, finished: bool = True) -> None:
         """Leave the process group (the DDP wrapper goes first: its reducer holds the group)."""
         self.model = self.module
-        self.dist.close()
+        self.dist.close(finished=finished)
 
 
 def loss_weights(cfg: Config) -> LossWeights:
@@ -138,7 +138,7 @@ def setup_rank(request: TrainRequest) -> Context:
         peak = backend.device_peak_flops(device, _precision_name(dtype))
         weights = loss_weights(cfg)
     except BaseException:
-        dist.close()
+        dist.close(finished=False)
         raise
     return Context(
         request=request,

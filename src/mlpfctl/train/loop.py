@@ -49,10 +49,13 @@ def run_rank(request: TrainRequest) -> TrainResult:
     """Train on this process's rank; returns the result (meaningful on rank 0)."""
     started = time.monotonic()  # the wall-clock budget counts the set-up too
     ctx = setup_rank(request)
+    finished = False
     try:
-        return Trainer(ctx, started).run()
+        result = Trainer(ctx, started).run()
+        finished = True
+        return result
     finally:
-        ctx.close()
+        ctx.close(finished=finished)
 
 
 class Trainer:

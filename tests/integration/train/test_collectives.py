@@ -81,3 +81,42 @@ def test_forced_group_in_a_single_process(ttbar_dir: Path, tmp_path: Path) -> No
     info = json.loads((tmp_path / "grouped" / "model.json").read_text())
     assert info["process_group"] == "gloo" and grouped.step == 2
     assert grouped.val_loss == plain.val_loss  # a group of one changes no number
+
+
+LEFTOVER_THREADS = """
+import dataclasses, json, os, sys
+from pathlib import Path
+from mlpfctl.train.api import train
+from mlpfctl.train.types import TrainRequest
+from tests.integration.train.test_training import config
+
+data, out = Path(sys.argv[1]), Path(sys.argv[2])
+cfg = config(data, "train.steps=2", "train.val_every=2", "train.batch_events=4")
+forced = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, force_process_group=True))
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+train(TrainRequest(cfg, out / "plain", quiet=True))  # every thread pool torch keeps is up now
+before = threads()
+train(TrainRequest(forced, out / "grouped", quiet=True))
+print(json.dumps({"before": before, "after": threads()}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc (Linux)")
+def test_a_finished_group_leaves_no_thread_behind(ttbar_dir: Path, tmp_path: Path) -> None:
+    """The group's worker threads are joined when the run ends, not at interpreter exit (where a
+    gloo thread that needs the GIL aborts the process after a finished run)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", LEFTOVER_THREADS, str(ttbar_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).parents[3],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert counts["after"] == counts["before"], counts
