@@ -173,7 +173,12 @@ def simulate(task: Task, method: str, seed: int, workers: int, workdir: Path, ex
             raise error
     sim = hpo_objectives.SIM
     hpo_objectives.SIM = None
-    jobs = sum(1 for t in storage.get_all_trials(0) if t.state.is_finished())
+    finished = [t for t in storage.get_all_trials(0) if t.state.is_finished()]
+    failed = [t for t in finished if t.state == optuna.trial.TrialState.FAIL]
+    if finished and len(failed) == len(finished):  # a broken set-up, not a bad method
+        reason = failed[0].user_attrs.get("mlpfctl.error")
+        raise RuntimeError(f"{method}, seed {seed}: all {len(failed)} jobs failed ({reason or 'see log'})")
+    jobs = len(finished)
     return Run(method, seed, workers, list(sim.seen), budget, jobs, seconds)
 
 
@@ -210,6 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config value")
     parser.add_argument("--out", default=None, help="result name under benchmarks/results")
+    parser.add_argument(
+        "--first-seed", type=int, default=0,
+        help="seeds FIRST..FIRST+SEEDS-1 (tune on other seeds than the ones you report)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     import json
 
@@ -240,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.task == "mlpf":
             extra.setdefault("data.path", str(_dataset(Path(tmp))))
         for count in workers:
-            for seed in range(task.seeds):
+            for seed in range(args.first_seed, args.first_seed + task.seeds):
                 for method in args.methods.split(","):
                     run = simulate(task, method, seed, count, Path(tmp), extra)
                     runs.append(run)
@@ -287,7 +296,7 @@ def _report(
     bottom = extra.get("hpo.min_resource") or derive_min_resource(
         task.full, ETA, int(task.settings.get("train.val_every", 1))
     )
-    ladder = Rungs(bottom, task.full, ETA).budgets
+    ladder = Rungs(bottom, task.full, ETA, spacing=extra.get("hpo.rung_spacing", "eta")).budgets
     table = Table(
         title=f"HPO quality on {args.task}: budget {task.budget_ft:g} FT (FT = {task.full} steps), "
         f"{task.seeds} seeds, medians; mlpfctl rungs {ladder}, Optuna's from r = {bottom}, eta = {ETA}"
@@ -346,7 +355,8 @@ def _report(
     path = write_result(
         args.out or ("hpo_quality" if args.task == "mfhartmann6" else "hpo_quality_mlpf"),
         results,
-        {"task": args.task, "seeds": task.seeds, "budget_ft": task.budget_ft, "full_steps": task.full,
+        {"task": args.task, "seeds": task.seeds, "first_seed": args.first_seed,
+         "budget_ft": task.budget_ft, "full_steps": task.full,
          "eta": ETA, "rungs_mlpfctl": ladder, "optuna_min_resource": bottom, "methods": METHODS,
          "workers": sorted({r.workers for r in runs}), "extra": extra, "task_settings": task.settings,
          "targets": {f"{w}|{s}": t for (w, s), t in targets.items()},

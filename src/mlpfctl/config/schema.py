@@ -435,6 +435,14 @@ class HpoSection:
         ge=1,
     )
     reduction_factor: int = setting(3, "Successive-halving reduction factor eta (keep the top 1/eta).", ge=2)
+    rung_spacing: str = setting(
+        "eta",
+        "Rungs of asha/rasda: 'eta' = r * eta**k below R, then R (R = 90, r = 1: 1, 3, 9, 27, 81, "
+        "90), the ladder Optuna's pruners use; 'geometric' = one rung fewer, spaced evenly in log "
+        "from r to R (1, 3, 9, 29, 90): the first full training about 3x sooner, better early, "
+        "worse to a tight target (docs/hpo.md, Rungs).",
+        choices=["eta", "geometric"],
+    )
     min_early_stopping_rate: int = setting(
         0, "Successive halving s: the bottom rung is min_resource * eta**s.", ge=0
     )

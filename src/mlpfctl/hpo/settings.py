@@ -46,11 +46,24 @@ class StudySettings:
     timeout: float | None
     workdir: str
     base_config: dict[str, Any] = field(default_factory=dict)
+    # The promotion schedulers' rung spacing (mlpfctl.hpo.schedulers); studies made before it
+    # existed used "eta".
+    rung_spacing: str = "eta"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     @property
     def rungs(self) -> Rungs:
+        """The ladder in use: the promotion schedulers' own, or the one Optuna's pruners build."""
         return Rungs(
-            self.min_resource, self.max_resource, self.reduction_factor, self.min_early_stopping_rate
+            self.min_resource,
+            self.max_resource,
+            self.reduction_factor,
+            self.min_early_stopping_rate,
+            spacing=self.rung_spacing if self.promotion else "eta",
         )
 
     @property
@@ -67,11 +80,6 @@ class StudySettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
     def from_config(cls, config: Config, study: str) -> StudySettings:
@@ -111,6 +119,7 @@ class StudySettings:
             max_resource=max_resource,
             reduction_factor=hpo.reduction_factor,
             min_early_stopping_rate=hpo.min_early_stopping_rate,
+            rung_spacing=hpo.rung_spacing,
             seed=hpo.seed,
             directions=list(hpo.directions),
             metrics=list(hpo.metrics),

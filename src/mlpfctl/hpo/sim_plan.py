@@ -186,6 +186,7 @@ def prepare(request: SimRequest) -> Prepared:
         request.max_resource or first.max_resource,
         request.eta or first.reduction_factor,
         first.min_early_stopping_rate,
+        spacing=first.rung_spacing,  # the promotion ladder (Optuna's pruners build their own)
     )
     ranks = request.ranks_per_trial or first.ranks_per_trial
     max_ranks = max(ranks, request.max_ranks_per_trial or first.max_ranks_per_trial)

@@ -22,6 +22,65 @@ def test_rung_budgets_use_exact_integer_arithmetic() -> None:
 
 
 @pytest.mark.parametrize(
+    ("rungs", "expected"),
+    [
+        ((1, 90, 3), [1, 3, 9, 29, 90]),  # eta spacing: 1, 3, 9, 27, 81, 90
+        ((10, 1000, 3), [10, 30, 100, 320, 1000]),  # eta spacing: 10, 30, 90, 270, 810, 1000
+        ((10, 200, 3), [10, 40, 200]),
+        ((1, 243, 3), [1, 3, 9, 27, 81, 243]),  # R a power of eta: both spacings agree
+        ((100, 900, 3), [100, 300, 900]),
+        ((10, 10, 3), [10]),
+    ],
+)
+def test_geometric_rungs_span_bottom_to_top_in_equal_log_steps(
+    rungs: tuple[int, int, int], expected: list[int]
+) -> None:
+    geometric = Rungs(*rungs, spacing="geometric").budgets
+    assert geometric == expected
+    eta_ladder = Rungs(*rungs).budgets
+    assert geometric[0] == eta_ladder[0] and geometric[-1] == eta_ladder[-1]
+    assert len(eta_ladder) - 1 <= len(geometric) <= len(eta_ladder)
+    assert all(b % rungs[0] == 0 for b in geometric)
+
+
+def test_rung_spacing_applies_to_promotion_schedulers_only() -> None:
+    from mlpfctl.config import Override, resolve
+
+    def rungs(scheduler: str, spacing: str | None) -> list[int]:
+        overrides = [
+            Override("train.steps", 90, "test"),
+            Override("train.val_every", 1, "test"),
+            Override("hpo.space", "mlpf-small", "test"),
+            Override("hpo.scheduler", scheduler, "test"),
+        ]
+        if spacing:
+            overrides.append(Override("hpo.rung_spacing", spacing, "test"))
+        settings = StudySettings.from_config(resolve(None, overrides, env={}).config, "s")
+        return StudySettings.from_dict(settings.to_dict()).rungs.budgets  # as a worker reads them
+
+    assert rungs("asha", None) == [1, 3, 9, 27, 81, 90]
+    assert rungs("asha", "geometric") == rungs("rasda", "geometric") == [1, 3, 9, 29, 90]
+    assert rungs("sha", "geometric") == [1, 3, 9, 27, 81, 90]  # what Optuna's pruner builds
+    with pytest.raises(ConfigError, match="rung spacing"):
+        Rungs(1, 90, 3, spacing="log").budgets  # noqa: B018
+
+
+def test_a_study_stored_before_rung_spacing_keeps_its_ladder() -> None:
+    from mlpfctl.config import Override, resolve
+
+    overrides = [
+        Override("train.steps", 100, "test"),
+        Override("train.val_every", 10, "test"),
+        Override("hpo.space", "mlpf-small", "test"),
+        Override("hpo.rung_spacing", "geometric", "test"),
+    ]
+    stored = StudySettings.from_config(resolve(None, overrides, env={}).config, "s").to_dict()
+    assert StudySettings.from_dict(stored).rungs.budgets == [10, 30, 100]
+    del stored["rung_spacing"]
+    assert StudySettings.from_dict(stored).rungs.budgets == [10, 30, 90, 100]
+
+
+@pytest.mark.parametrize(
     ("steps", "val_every", "eta", "rungs"),
     [
         (1000, 100, 3, [100, 300, 900, 1000]),
