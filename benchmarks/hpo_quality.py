@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         help="seeds FIRST..FIRST+SEEDS-1 (tune on other seeds than the ones you report)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if not TASKS[args.task].targets and "random" not in args.methods.split(","):
+        parser.error(f"--task {args.task} needs random in --methods (the target is its final best)")
     import json
 
     import optuna
