@@ -65,14 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         manifest = generate_dataset(Path(tmp) / "all", process="ee_ttbar", events=events, seed=3)
         wall = time.perf_counter() - start
     cores = os.cpu_count() or 1
-    parallel = {
+    parallel: dict[str, Any] = {
         "process": "ee_ttbar",
         "events": events,
         "workers": int(manifest.totals["workers"]),
         "wall_seconds": wall,
         "events_per_s": events / wall,
         "events_per_s_per_core": events / wall / cores,
-        "bytes_per_event": manifest.totals["bytes_per_event"],
+        "bytes_per_event": float(manifest.totals["bytes_per_event"]),
     }
     table = Table(title="data generation, one core (medians; stage columns in ms/event)")
     for col in (

@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for epoch in range(opts.rounds):
         batches = plan(epoch)
-        phases = [("train", lambda c: c.train, lambda c: c.train_tally)]
+        phases: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = [
+            ("train", lambda c: c.train, lambda c: c.train_tally)
+        ]
         if not opts.no_inference:
             phases.append(("inference", lambda c: c.infer, lambda c: c.infer_tally))
         for _, step_of, tally_of in phases:
@@ -343,7 +345,7 @@ def _mlpfctl_contenders(
             with autocast():
                 outputs = model(batch.X, batch.mask)
             sums = loss_sums(outputs, batch.X, batch.mask, batch.target_cls, batch.target_p4, weights)
-            reduce_loss(sums)["Total"].backward()
+            reduce_loss(sums)["Total"].backward()  # type: ignore[no-untyped-call]
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
             optimizer.step()

@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 MAX_DEDUPE_ATTEMPTS = 20
 # Model-based samplers that read an ASHA study through mlpfctl.hpo.rung_sampler (one trial per
 # configuration). cmaes keeps its own generation state in the study and reads pruned trials itself.
-RUNG_VIEW_SAMPLERS = ("tpe", "gp")
+RUNG_VIEW_SAMPLERS: tuple[str, ...] = ("tpe", "gp")
 # a trial given back after checkpointing at a stop request: where and at which step it continues
 ATTR_RESUME = "mlpfctl.resume_from"
 ATTR_RESUME_STEP = "mlpfctl.resume_step"
