@@ -239,8 +239,19 @@ def run_scan(
         "model": dataclasses.asdict(request.config.model),
         "data": request.config.data.path,
     }
+    # At the reference batch every LR rule gives the base LR: one training per optimizer and
+    # repeat serves all rules there (the others record whose run they share).
+    reference = min(request.global_batches)
+    shared: dict[tuple[str, int], dict[str, Any]] = {}
     for point in points:
-        metrics = run_point(request, point)
+        key = (point.optimizer, point.repeat)
+        if point.global_batch == reference and key in shared:
+            first = shared[key]
+            metrics = {**first, "lr_scaling": point.rule, "shared_with": first["lr_scaling"]}
+        else:
+            metrics = run_point(request, point)
+            if point.global_batch == reference:
+                shared[key] = metrics
         if done is not None:
             done(point, metrics)
         record = BenchRecord(

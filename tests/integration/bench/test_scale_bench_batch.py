@@ -38,6 +38,11 @@ def test_batch_scan_with_accumulation_and_lr_rules(ttbar_dir: Path, tmp_path: Pa
     for point in points.values():
         assert point["val_loss"] > 0 and point["events_per_s"] > 0
     assert points[("none", 8)]["gap"] == 0.0
+    # the smallest batch is the reference: every rule's LR is the base LR there, so it trains once
+    assert points[("linear", 8)]["lr"] == pytest.approx(base_lr)
+    assert points[("linear", 8)]["val_loss"] == points[("none", 8)]["val_loss"]
+    assert not (out / "runs" / "batch-lamb-linear-G8-r0").exists()
+    assert (out / "runs" / "batch-lamb-none-G8-r0").is_dir()
     choices = {c["lr_scaling"]: c for c in data["batch-largest"]}
     assert set(choices) == {"none", "linear"} and choices["none"]["tolerance"] == 0.02
     record = json.loads(
