@@ -129,10 +129,3 @@ def test_bad_requests_are_usage_errors(tmp_path: Path) -> None:
     assert_user_error(proc, "nope")
     proc = run_cli("data", "generate", "--process", "ee_qq", "--pileup-mu", "5", "--out", str(tmp_path / "x"))
     assert_user_error(proc, "pile-up")
-
-
-def test_config_process_list_matches_the_generator() -> None:
-    from mlpfctl.config.schema import GENERATE_PROCESSES
-    from mlpfctl.data.sim.pythia_source import PROCESSES
-
-    assert list(PROCESSES) == GENERATE_PROCESSES

@@ -31,6 +31,7 @@ def _registries() -> dict[str, list[str]]:
         "model.type": list(MODELS),
         "hpo.sampler": list(samplers.NAMES),
         "hpo.scheduler": list(schedulers.NAMES),
+        "hpo.rung_spacing": list(schedulers.SPACINGS),
     }
 
 

@@ -32,7 +32,7 @@ NAMES = ("none", "median", "sha", "hyperband", "asha", "rasda")
 PROMOTION = ("asha", "rasda")
 
 
-SPACINGS = ("geometric", "eta")
+SPACINGS = ("eta", "geometric")
 
 
 @dataclass(frozen=True)
