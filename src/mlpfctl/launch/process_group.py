@@ -142,12 +142,13 @@ class Collectives:
     def close(self, *, finished: bool = True) -> None:
         """Leave the group and have its worker threads gone before this returns.
 
-        A gloo worker thread that drops the last reference to a tensor needs the GIL; if that
-        happens while the interpreter finalises, Python ends the thread inside a C++ destructor
+        A gloo worker thread that drops the last reference to a tensor needs the GIL; should that
+        happen while the interpreter finalises, Python ends the thread inside a C++ destructor
         and the process aborts ("terminate called without an active exception", exit 134 after
-        a finished run). So: a last synchronous collective (every earlier one has completed), the
-        group destroyed, and the group's C++ object collected here, while the interpreter is
-        whole; the held host tensors go only after that. After a failure (``finished=False``)
+        a finished run; seen once in CI, not reproduced). So: a last synchronous collective
+        (every earlier one has completed), the group destroyed, and the group's C++ object
+        collected here, while the interpreter is whole; the held host tensors go only after
+        that. After a failure (``finished=False``)
         there is no last collective: the other ranks may never reach it.
         """
         if not self.active:
