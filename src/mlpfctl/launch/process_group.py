@@ -148,8 +148,8 @@ class Collectives:
         a finished run; seen once in CI, not reproduced). So: a last synchronous collective
         (every earlier one has completed), the group destroyed, and the group's C++ object
         collected here, while the interpreter is whole; the held host tensors go only after
-        that. After a failure (``finished=False``)
-        there is no last collective: the other ranks may never reach it.
+        that. After a failure (``finished=False``) there is no last collective: the other ranks
+        may never reach it.
         """
         if not self.active:
             return
