@@ -71,10 +71,10 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
 
     from mlpfctl.bench.energy import EnergyMeter
     from mlpfctl.bench.timing import StepTimes, percentile
-    from mlpfctl.models.flops import mfu, train_flops
+    from mlpfctl.models.flops import mfu
     from mlpfctl.train.context import setup_rank
     from mlpfctl.train.data_streams import Position
-    from mlpfctl.train.step import Optimization, train_step
+    from mlpfctl.train.step import Optimization, step_flops, train_step
     from mlpfctl.train.types import TrainRequest
 
     with tempfile.TemporaryDirectory(prefix="mlpfctl-scale-") as tmp:
@@ -118,8 +118,7 @@ def rank_main(request: PointRequest) -> dict[str, Any]:
                 events, elements = sum(b.num_events for b in micro), sum(b.num_elements for b in micro)
                 times.record(data_s, compute_s, events, elements)
                 if i >= request.warmup:
-                    for batch in micro:
-                        flops += train_flops(ctx.module, ctx.spec, batch.mask.sum(dim=1).tolist())
+                    flops += step_flops(ctx, micro)
             energy_j = meter.joules if meter.available else None
             nosync = [one_step(stream, no_sync=True)[1] for _ in range(request.comm_steps)]
 

@@ -97,6 +97,11 @@ def loss_sums(
     return LossSums(sums=sums, elements=fvalid.sum(), particles=fexists.sum())
 
 
+def per_particle(name: str) -> bool:
+    """Whether loss term ``name`` is normalised by true particles (regression) or by elements."""
+    return name.startswith("Regression")
+
+
 def reduce_loss(
     sums: LossSums,
     elements: torch.Tensor | float | None = None,
@@ -109,6 +114,6 @@ def reduce_loss(
     n_p_t = torch.as_tensor(n_p, dtype=torch.float32).clamp_min(1.0)
     out: dict[str, torch.Tensor] = {}
     for name, value in sums.sums.items():
-        out[name] = value / (n_p_t if name.startswith("Regression") else n_el_t)
+        out[name] = value / (n_p_t if per_particle(name) else n_el_t)
     out["Total"] = torch.stack(list(out.values())).sum()
     return out

@@ -25,6 +25,7 @@ from mlpfctl.train import checkpoint as ckpt
 from mlpfctl.train.context import Context
 from mlpfctl.train.data_streams import Position
 from mlpfctl.train.step import Optimization
+from mlpfctl.train.types import due
 from mlpfctl.train.validator import Validator
 
 FORMAT = 1
@@ -63,7 +64,7 @@ class Checkpointer:
         self.path: Path | None = None  # the newest checkpoint of this run (rank 0)
 
     def should_save(self, step: int) -> bool:
-        return step % self.every == 0 or step == self.last_step
+        return due(step, self.every, self.last_step)
 
     def state(self, step: int, pos: Position) -> dict[str, Any]:
         """The checkpoint state on rank 0 (every rank must call: the RNG states are gathered)."""

@@ -175,7 +175,7 @@ class Trainer:
         atomic_write_text(run_dir / MODEL_FILE, json.dumps(info, indent=2) + "\n")
         if not ctx.request.quiet:
             err.print(
-                f"model {ctx.spec.type}: {count_parameters(ctx.module):,} parameters; "
+                f"model {ctx.spec.type}: {info['parameters']:,} parameters; "
                 f"{ctx.world_size} rank(s) "
                 f"on {ctx.backend.name} ({ctx.device}); lr {self.opt.lr:.3g} "
                 f"(x{self.opt.lr_factor:.3g} scaling); "

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 
 from mlpfctl.console import err
-from mlpfctl.models.flops import mfu, train_flops
+from mlpfctl.models.flops import mfu
 from mlpfctl.train.context import Context
 from mlpfctl.train.runlog import RunLogger
-from mlpfctl.train.step import LOSS_NAMES, Optimization, StepOutput
-from mlpfctl.train.types import DivergedError
+from mlpfctl.train.step import LOSS_NAMES, Optimization, StepOutput, step_flops
+from mlpfctl.train.types import DivergedError, due
 
 EXPLODE_WINDOW = 10  # steps whose median loss is the reference for "exploding"
 
@@ -52,13 +52,11 @@ class MetricsProcessor:
     def record(self, step: int, micro: Sequence[Any], out: StepOutput) -> None:
         """Keep this step's device values; count its FLOPs from the host copies of the masks."""
         self._pending.append((step, out))
-        for batch in micro:
-            lengths = batch.mask.sum(dim=1).tolist()
-            self._flops += train_flops(self.ctx.module, self.ctx.spec, lengths) * self.ctx.world_size
+        self._flops += step_flops(self.ctx, micro) * self.ctx.world_size
         self._progress.update(self._task, completed=step)
 
     def should_log(self, step: int) -> bool:
-        return step % self.every == 0 or step == self.last_step
+        return due(step, self.every, self.last_step)
 
     @property
     def has_window(self) -> bool:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from mlpfctl.config.schema import TrainSection
+from mlpfctl.models.flops import train_flops
 from mlpfctl.models.loss import TERM_NAMES, loss_sums, reduce_loss
 from mlpfctl.train.context import Context, scaled_lr
 from mlpfctl.train.optim import Schedule, build_optimizer, build_scheduler
@@ -104,6 +105,11 @@ def global_counts(ctx: Context, micro: Sequence[Any]) -> torch.Tensor:
         ]
     ).sum(dim=0)
     return ctx.dist.all_reduce(counts)  # sync: a device collective, the host does not wait
+
+
+def step_flops(ctx: Context, micro: Sequence[Any]) -> float:
+    """Training FLOPs of this rank's step: the real elements of its (host) micro-batches."""
+    return sum(train_flops(ctx.module, ctx.spec, batch.mask.sum(dim=1).tolist()) for batch in micro)
 
 
 @dataclass

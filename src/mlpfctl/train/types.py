@@ -15,6 +15,13 @@ from mlpfctl.errors import RuntimeFailure
 
 DECISIONS = ("continue", "prune", "stop")
 
+
+def due(step: int, every: int, last: int) -> bool:
+    """Whether a periodic action (log, validation, checkpoint) happens at ``step``: every
+    ``every`` steps, and at the last step whatever the interval."""
+    return step % every == 0 or step == last
+
+
 # TrainResult.status values; "checkpointed" is the only one that asks the caller to resume later.
 STATUSES = ("completed", "pruned", "stopped", "checkpointed", "time_limit")
 

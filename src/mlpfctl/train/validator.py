@@ -12,13 +12,13 @@ from typing import Any
 import torch
 
 from mlpfctl.errors import RuntimeFailure
-from mlpfctl.models.loss import TERM_NAMES, loss_sums
+from mlpfctl.models.loss import TERM_NAMES, loss_sums, per_particle
 from mlpfctl.models.targets import predict_particles
 from mlpfctl.train.context import Context
 from mlpfctl.train.metrics import MetricAccumulator
 from mlpfctl.train.runlog import RunLogger
 from mlpfctl.train.step import count_dtype
-from mlpfctl.train.types import DECISIONS
+from mlpfctl.train.types import DECISIONS, due
 
 
 class Validator:
@@ -32,7 +32,7 @@ class Validator:
         self.validated_at: int | None = None
 
     def should_validate(self, step: int) -> bool:
-        return step % self.every == 0 or step == self.last_step
+        return due(step, self.every, self.last_step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "best_val_loss": self.best}
@@ -94,8 +94,7 @@ class Validator:
         module.train()
         n_el, n_p = max(host[-2].item(), 1.0), max(host[-1].item(), 1.0)
         out: dict[str, Any] = {
-            name: host[i].item() / (n_p if name.startswith("Regression") else n_el)
-            for i, name in enumerate(names)
+            name: host[i].item() / (n_p if per_particle(name) else n_el) for i, name in enumerate(names)
         }
         out["Total"] = sum(out[n] for n in names)
         out.update(acc.summary(ctx.class_names, ctx.data.schema.element_types))
