@@ -284,6 +284,7 @@ def _report(
     from rich.console import Console
     from rich.table import Table
 
+    from mlpfctl.config import Config
     from mlpfctl.hpo.schedulers import Rungs, derive_min_resource
 
     budget = task.budget_ft * task.full
@@ -298,10 +299,14 @@ def _report(
     bottom = extra.get("hpo.min_resource") or derive_min_resource(
         task.full, ETA, int(task.settings.get("train.val_every", 1))
     )
-    ladder = Rungs(bottom, task.full, ETA, spacing=extra.get("hpo.rung_spacing", "eta")).budgets
+    defaults = Config().hpo
+    spacing = extra.get("hpo.rung_spacing", defaults.rung_spacing)
+    rule = extra.get("hpo.promotion_rule", defaults.promotion_rule)
+    ladder = Rungs(bottom, task.full, ETA, spacing=spacing).budgets
     table = Table(
         title=f"HPO quality on {args.task}: budget {task.budget_ft:g} FT (FT = {task.full} steps), "
-        f"{task.seeds} seeds, medians; mlpfctl rungs {ladder}, Optuna's from r = {bottom}, eta = {ETA}"
+        f"{task.seeds} seeds, medians; mlpfctl rungs {ladder} ({rule} promotions), Optuna's from "
+        f"r = {bottom}, eta = {ETA}"
     )
     table.add_column("method")
     table.add_column("W", justify="right")
@@ -359,7 +364,8 @@ def _report(
         results,
         {"task": args.task, "seeds": task.seeds, "first_seed": args.first_seed,
          "budget_ft": task.budget_ft, "full_steps": task.full,
-         "eta": ETA, "rungs_mlpfctl": ladder, "optuna_min_resource": bottom, "methods": METHODS,
+         "eta": ETA, "rungs_mlpfctl": ladder, "promotion_rule": rule, "optuna_min_resource": bottom,
+         "methods": METHODS,
          "workers": sorted({r.workers for r in runs}), "extra": extra, "task_settings": task.settings,
          "targets": {f"{w}|{s}": t for (w, s), t in targets.items()},
          "wall_seconds": time.time() - started, "load_average_start": load,

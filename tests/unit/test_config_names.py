@@ -32,6 +32,7 @@ def _registries() -> dict[str, list[str]]:
         "hpo.sampler": list(samplers.NAMES),
         "hpo.scheduler": list(schedulers.NAMES),
         "hpo.rung_spacing": list(schedulers.SPACINGS),
+        "hpo.promotion_rule": list(schedulers.PROMOTION_RULES),
     }
 
 

@@ -436,12 +436,20 @@ class HpoSection:
     )
     reduction_factor: int = setting(3, "Successive-halving reduction factor eta (keep the top 1/eta).", ge=2)
     rung_spacing: str = setting(
-        "eta",
-        "Rungs of asha/rasda: 'eta' = r * eta**k below R, then R (R = 90, r = 1: 1, 3, 9, 27, 81, "
-        "90), the ladder Optuna's pruners use; 'geometric' = one rung fewer, spaced evenly in log "
-        "from r to R (1, 3, 9, 29, 90): the first full training about 3x sooner, better early, "
-        "worse to a tight target (docs/hpo.md, Rungs).",
-        choices=["eta", "geometric"],
+        "geometric",
+        "Rungs of asha/rasda: 'geometric' = spaced evenly in log from r to R, one rung fewer than "
+        "eta-fold steps allow (R = 90, r = 1: 1, 3, 9, 29, 90); 'eta' = r * eta**k below R, then R "
+        "(1, 3, 9, 27, 81, 90), the ladder Optuna's pruners use. With the quota promotion rule a "
+        "configuration reaches R after eta**K bottom-rung results, not eta**(K+1) (docs/hpo.md, Rungs).",
+        choices=["geometric", "eta"],
+    )
+    promotion_rule: str = setting(
+        "quota",
+        "When asha/rasda promote: 'quota' = a paused trial in the top 1/eta of its rung, while fewer "
+        "than 1/eta of the rung were promoted (the budget per rung ASHA intends); 'eager' = whenever "
+        "it is in the top 1/eta so far (the ASHA paper; with an improving sampler far more than "
+        "1/eta climb and fewer configurations are tried; docs/hpo.md, Promotion rule).",
+        choices=["quota", "eager"],
     )
     min_early_stopping_rate: int = setting(
         0, "Successive halving s: the bottom rung is min_resource * eta**s.", ge=0

@@ -9,13 +9,13 @@ Rung ladders, counted with integer arithmetic (``math.log(243, 3)`` is 4.999...,
 Hyperband bracket count, hpo-reference.md §1); b = ``r * eta**s`` is the bottom rung, K the most
 eta-fold steps from b that fit below R (b * eta**K <= R):
 
-* ``eta`` spacing (the default, and the ladder of Optuna's pruners): ``b * eta**k`` below R, then
-  R. With R = 90, b = 1, eta = 3: 1, 3, 9, 27, 81, 90.
-* ``geometric`` spacing (``hpo.rung_spacing``, promotion schedulers only): K + 1 rungs evenly
-  spaced in log from b to R, each rounded to a multiple of b: 1, 3, 9, 29, 90. A configuration
-  reaches R after eta**K bottom-rung results instead of eta**(K+1), so the first full training
-  comes about three times sooner (3.4 instead of 10 full trainings of budget on MFHartmann6); on
-  30 seeds it was better early and within the seed-to-seed noise on the tight target (docs/hpo.md).
+* ``geometric`` spacing (``hpo.rung_spacing``, the default of the promotion schedulers): K + 1
+  rungs evenly spaced in log from b to R, each rounded to a multiple of b: 1, 3, 9, 29, 90. Under
+  the quota promotion rule (``mlpfctl.hpo.asha.rung_promotions``) a configuration reaches R after
+  eta**K bottom-rung results instead of eta**(K+1): the first full training comes after 3.4
+  instead of 10 full trainings of budget on MFHartmann6 (docs/hpo.md).
+* ``eta`` spacing (the ladder of Optuna's pruners, which always use it): ``b * eta**k`` below R,
+  then R. With R = 90, b = 1, eta = 3: 1, 3, 9, 27, 81, 90.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 NAMES = ("none", "median", "sha", "hyperband", "asha", "rasda")
 PROMOTION = ("asha", "rasda")
-SPACINGS = ("eta", "geometric")
+SPACINGS = ("geometric", "eta")
+PROMOTION_RULES = ("quota", "eager")  # mlpfctl.hpo.asha.rung_promotions
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Rungs:
     max_resource: int
     reduction_factor: int
     min_early_stopping_rate: int = 0
-    spacing: str = "eta"  # "geometric" for the promotion schedulers (module docstring)
+    spacing: str = "eta"  # the promotion schedulers use hpo.rung_spacing (module docstring)
 
     def __post_init__(self) -> None:
         if self.reduction_factor < 2:

@@ -46,9 +46,10 @@ class StudySettings:
     timeout: float | None
     workdir: str
     base_config: dict[str, Any] = field(default_factory=dict)
-    # The promotion schedulers' rung spacing (mlpfctl.hpo.schedulers); studies made before it
-    # existed used "eta".
+    # The promotion schedulers' rung spacing (mlpfctl.hpo.schedulers) and promotion rule
+    # (mlpfctl.hpo.asha.rung_promotions); studies made before these existed used "eta" and "eager".
     rung_spacing: str = "eta"
+    promotion_rule: str = "eager"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudySettings:
@@ -120,6 +121,7 @@ class StudySettings:
             reduction_factor=hpo.reduction_factor,
             min_early_stopping_rate=hpo.min_early_stopping_rate,
             rung_spacing=hpo.rung_spacing,
+            promotion_rule=hpo.promotion_rule,
             seed=hpo.seed,
             directions=list(hpo.directions),
             metrics=list(hpo.metrics),

@@ -89,6 +89,7 @@ class Prepared:
     max_ranks_per_trial: int
     poll_s: float
     pool: CurvePool
+    promotion_rule: str
 
     def campaign(self, scheduler: str, workers: int, reuse: bool = True) -> Campaign:
         return Campaign(
@@ -101,6 +102,7 @@ class Prepared:
             reuse=reuse,
             poll_s=self.poll_s,
             study_name=self.recorded[0].name,
+            promotion_rule=self.promotion_rule,
         )
 
     @property
@@ -133,6 +135,7 @@ class Prepared:
             "trials": self.trials,
             "rungs": self.rungs.budgets,
             "reduction_factor": self.rungs.reduction_factor,
+            "promotion_rule": self.promotion_rule,
             "ranks_per_trial": self.ranks_per_trial,
             "max_ranks_per_trial": self.max_ranks_per_trial,
             "repeats": self.request.repeats,
@@ -221,6 +224,7 @@ def prepare(request: SimRequest) -> Prepared:
         max_ranks_per_trial=max_ranks,
         poll_s=first.poll_interval,
         pool=pool,
+        promotion_rule=first.promotion_rule,
     )
 
 

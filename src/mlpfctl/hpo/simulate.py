@@ -109,6 +109,7 @@ class Campaign:
     max_ranks_per_trial: int = 1
     reuse: bool = True  # promotions resume from the parent's checkpoint (False: retrain from 0)
     poll_s: float = 0.5
+    promotion_rule: str = "quota"  # asha.rung_promotions: the recorded study's hpo.promotion_rule
     study_name: str = "sim"  # Hyperband hashes it with the trial number into brackets
 
     def __post_init__(self) -> None:
@@ -398,7 +399,8 @@ class _Engine:
         if self.next_slot < self.c.trials:
             return True
         return self.c.promotion and any(
-            rung_promotions(self.ranked_numbers[rung], self._eta, self.open[rung]) for rung in range(self.top)
+            rung_promotions(self.ranked_numbers[rung], self._eta, self.open[rung], rule=self.c.promotion_rule)
+            for rung in range(self.top)
         )
 
     @property
@@ -409,7 +411,9 @@ class _Engine:
 
     def _claim_asha(self) -> tuple[int, int, int, int, int] | None:
         for rung in range(self.top - 1, -1, -1):
-            promotable = rung_promotions(self.ranked_numbers[rung], self._eta, self.open[rung])
+            promotable = rung_promotions(
+                self.ranked_numbers[rung], self._eta, self.open[rung], rule=self.c.promotion_rule
+            )
             if promotable:
                 parent = promotable[0]
                 config, number = self.open[rung].pop(parent)

@@ -341,6 +341,7 @@ class Worker:
             eta=s.reduction_factor,
             top_rung=len(self.budgets) - 1,
             maximize=s.maximize,
+            rule=s.promotion_rule,
         )
         for kind, ident in order:
             if kind == "job":

@@ -151,7 +151,9 @@ def test_multi_objective_nsga2(tmp_path: Path, sqlite_url: str) -> None:
 def test_resume_with_more_trials_promotes_configurations_paused_before(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    config = make_config(tmp_path, sqlite_url, trials=6, sampler="random", scheduler="asha")
+    # Seed 1: under the quota rule a configuration paused before is promoted only if it is the best
+    # open one when its rung gains room; with seed 0 the new configurations beat all of them.
+    config = make_config(tmp_path, sqlite_url, trials=6, sampler="random", scheduler="asha", seed=1)
     create_study(config)
     run_inprocess(config)
     before = load_trials(config)
@@ -159,7 +161,7 @@ def test_resume_with_more_trials_promotes_configurations_paused_before(
     continued = {t.user_attrs.get(ATTR_PARENT) for t in before}
     still_paused = paused - continued
     assert still_paused  # 6 configurations: most stay paused below the top
-    bigger = make_config(tmp_path, sqlite_url, trials=15, sampler="random", scheduler="asha")
+    bigger = make_config(tmp_path, sqlite_url, trials=15, sampler="random", scheduler="asha", seed=1)
     create_study(bigger, resume=True)
     run_inprocess(bigger)
     after = load_trials(bigger)
@@ -171,6 +173,9 @@ def test_resume_with_more_trials_promotes_configurations_paused_before(
         range(15)
     )
     assert not [t for t in after if t.state in (S.RUNNING, S.WAITING)]
+    # The quota held across the two campaigns: 15 bottom-rung results, at most 5 promoted from them.
+    bottom = {t.number for t in after if t.user_attrs.get(ATTR_RUNG) == 0}
+    assert 1 <= len({t.user_attrs.get(ATTR_PARENT) for t in after} & bottom) <= 15 // 3
 
 
 def test_status_counts_configurations_and_jobs_separately(tmp_path: Path, sqlite_url: str) -> None:

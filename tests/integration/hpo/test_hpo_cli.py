@@ -63,8 +63,8 @@ def test_dry_run_creates_nothing(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
-    # Derived from train.steps = 1000 and train.val_every = 100 (docs/hpo.md, Rungs).
-    assert plan["rungs"] == [100, 300, 900, 1000] and plan["scheduler"] == "asha"
+    # Derived from train.steps = 1000 and train.val_every = 100, geometric (docs/hpo.md, Rungs).
+    assert plan["rungs"] == [100, 300, 1000] and plan["scheduler"] == "asha"
     assert not (tmp_path / "s.db").exists()
 
 

@@ -117,7 +117,7 @@ def test_bad_input_is_exit_2(recorded: tuple[Path, str], tmp_path: Path) -> None
         "hpo", "simulate", "--from", "rec", "--storage", url, "--max-resource", "2000", "--json", env=ENV
     )
     assert longer.returncode == 0 and "the recorded learning curves end at step 450" in longer.stderr
-    assert json.loads(longer.stdout)["plan"]["rungs"] == [50, 150, 450, 1350, 2000]
+    assert json.loads(longer.stdout)["plan"]["rungs"] == [50, 150, 600, 2000]  # geometric, as recorded
     missing = f"sqlite:///{tmp_path / 'missing.db'}"
     assert_user_error(
         run_cli("hpo", "simulate", "--from", "rec", "--storage", missing, env=ENV), "does not exist"
@@ -169,13 +169,14 @@ def test_submit_dry_run_shows_the_campaign_plan(recorded: tuple[Path, str], tmp_
     assert plan["scheduler"] == "asha" and plan["trials"] == 30 and plan["rungs"] == [50, 150, 450]
     assert plan["wall_s"] > 0 and plan["gpu_hours"] == pytest.approx(plan["gpus"] * plan["wall_s"] / 3600)
     assert plan["warnings"] == [] and "campaign plan (rec; 20 simulated replays)" in proc.stderr
-    # A limit shorter than one top-rung job (rungs 50, 5000, 45000: 40000 steps at ~0.01 s) is flagged.
+    # A limit shorter than one top-rung job (geometric rungs 50, 45000: 44950 steps at ~0.01 s) is
+    # flagged.
     longer = [*job, "--max-resource", "45000", "--eta", "100"]  # the last ones count
     short = run_cli(
         *common, "--time", "00:02:00", "--set", "submit.warning_seconds=60", *longer, env=ENV, cwd=tmp_path
     )
     assert short.returncode == 0, short.stderr[-2000:]
-    assert "one top-rung job (steps 5000 to 45000) takes about" in short.stderr
+    assert "one top-rung job (steps 50 to 45000) takes about" in short.stderr
     assert "longer than the time limit 2.0 min" in short.stderr
     # eta 100 over 30 configurations promotes none: the plan says so
     assert "no configuration reaches the top rung (45000 steps)" in short.stderr

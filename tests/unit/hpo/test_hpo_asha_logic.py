@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+import pytest
 
 from mlpfctl.hpo.asha import (
     ATTR_BUDGET,
@@ -83,8 +84,15 @@ class Book:
     def candidate_of(self, parent: int) -> int:
         return next(t._trial_id for t in self.tickets if t.user_attrs.get(ATTR_PARENT) == parent)
 
-    def candidates(self, maximize: bool = False) -> list[int]:
-        return promotion_candidates(self.trials, self.tickets, eta=3, top_rung=2, maximize=maximize)
+    def candidates(self, maximize: bool = False, rule: str = "quota") -> list[int]:
+        return promotion_candidates(
+            self.trials, self.tickets, eta=3, top_rung=2, maximize=maximize, rule=rule
+        )
+
+    def promote(self, parent: int) -> None:
+        """The parent's ticket was claimed: it is no longer WAITING."""
+        ticket = self.candidate_of(parent)
+        next(t for t in self.tickets if t._trial_id == ticket).state = S.COMPLETE
 
     def slot(self, index: int, retry_of: int | None = None) -> int:
         attrs: dict[str, Any] = {ATTR_KIND: "new", ATTR_SLOT: index}
@@ -117,26 +125,56 @@ def test_top_floor_n_over_eta_and_best_first() -> None:
     ]
 
 
-def test_promoted_configs_are_not_promoted_twice_and_higher_rungs_come_first() -> None:
+@pytest.mark.parametrize("rule", ["quota", "eager"])
+def test_promoted_configs_are_not_promoted_twice_and_higher_rungs_come_first(rule: str) -> None:
     book = Book()
     low = [book.paused(None, 0, v) for v in (0.4, 0.3, 0.2)]
-    # The best bottom-rung config was promoted: its ticket is no longer WAITING.
-    promoted = book.candidate_of(low[2])
-    next(t for t in book.tickets if t._trial_id == promoted).state = S.COMPLETE
-    assert book.candidates() == []
+    book.promote(low[2])  # the best bottom-rung config was promoted
+    assert book.candidates(rule=rule) == []
     # Three rung-1 results: the best one is promotable to rung 2, before anything at rung 0.
     mids = [book.paused(low[2], 1, v) for v in (0.05, 0.15, 0.25)]
     more = [book.paused(None, 0, v) for v in (0.01, 0.02, 0.03)]
-    order = book.candidates()
+    order = book.candidates(rule=rule)
     assert order[0] == book.candidate_of(mids[0])
-    assert order[1:] == [book.candidate_of(more[0]), book.candidate_of(more[1])]
+    # Six at rung 0, one of them promoted: the quota (6 // 3 = 2) leaves room for one more.
+    expected = [more[0]] if rule == "quota" else [more[0], more[1]]
+    assert order[1:] == [book.candidate_of(n) for n in expected]
+
+
+def test_the_quota_keeps_an_improving_rung_at_one_in_eta() -> None:
+    """Each newcomer better than all before: eager promotes nearly every one, the quota 1 in 3."""
+    promoted: dict[str, int] = {}
+    for rule in ("quota", "eager"):
+        book = Book()
+        for value in [1.0 - i / 100 for i in range(30)]:  # every newcomer the best so far
+            book.paused(None, 0, value)
+            for ticket in book.candidates(rule=rule):
+                parent = next(t.user_attrs[ATTR_PARENT] for t in book.tickets if t._trial_id == ticket)
+                book.promote(parent)
+        promoted[rule] = sum(t.state == S.COMPLETE for t in book.tickets)
+    assert promoted["quota"] == 30 // 3
+    assert promoted["eager"] == 28  # all but the first two, each promoted once it is the best of 3+
+
+
+def test_a_promotion_waits_for_room_and_then_goes_to_the_best_open_job() -> None:
+    book = Book()
+    first = [book.paused(None, 0, v) for v in (0.9, 0.8, 0.7)]
+    book.promote(first[2])
+    later = [book.paused(None, 0, v) for v in (0.6, 0.5)]  # both beat the promoted one: no room yet
+    assert book.candidates() == []
+    assert book.candidates(rule="eager") == [book.candidate_of(later[1])]
+    last = book.paused(None, 0, 0.55)  # six results: room for a second promotion, the best open one
+    assert book.candidates() == [book.candidate_of(later[1])]
+    assert last not in book.candidates()
 
 
 def test_diverged_and_failed_jobs_never_rank() -> None:
     book = Book()
-    for v in (0.4, 0.3, 0.2):
+    for v in (0.4, 0.3, 0.2, 0.1):
         book.paused(None, 0, v)
     book.trials[0].user_attrs[ATTR_OUTCOME] = "diverged"
+    # Killed after it was told "paused" but before the tell landed: failed, re-run as a retry.
+    book.trials[3].state = S.FAIL
     assert [e.value for e in rung_table(book.trials)[0]] == [0.2, 0.3]
 
 
@@ -146,9 +184,11 @@ def test_claim_order_retries_then_promotions_then_slots_by_index() -> None:
     slot0 = book.slot(0)
     best = [book.paused(None, 0, v) for v in (0.3, 0.2, 0.1)][2]
     retry = book.slot(1, retry_of=0)
-    order = claim_order(book.trials, book.tickets, promotion=True, eta=3, top_rung=2, maximize=False)
+    order = claim_order(
+        book.trials, book.tickets, promotion=True, eta=3, top_rung=2, maximize=False, rule="quota"
+    )
     assert order == [("job", retry), ("ticket", book.candidate_of(best)), ("job", slot0), ("job", slot2)]
-    assert claim_order(book.trials, promotion=False, eta=3, top_rung=2, maximize=False) == [
+    assert claim_order(book.trials, promotion=False, eta=3, top_rung=2, maximize=False, rule="quota") == [
         ("job", retry),
         ("job", slot0),
         ("job", slot2),

@@ -58,26 +58,27 @@ def test_rung_spacing_applies_to_promotion_schedulers_only() -> None:
         settings = StudySettings.from_config(resolve(None, overrides, env={}).config, "s")
         return StudySettings.from_dict(settings.to_dict()).rungs.budgets  # as a worker reads them
 
-    assert rungs("asha", None) == [1, 3, 9, 27, 81, 90]
-    assert rungs("asha", "geometric") == rungs("rasda", "geometric") == [1, 3, 9, 29, 90]
-    assert rungs("sha", "geometric") == [1, 3, 9, 27, 81, 90]  # what Optuna's pruner builds
+    assert rungs("asha", None) == rungs("rasda", None) == [1, 3, 9, 29, 90]  # the default
+    assert rungs("asha", "eta") == rungs("rasda", "eta") == [1, 3, 9, 27, 81, 90]
+    assert rungs("sha", "geometric") == rungs("sha", None) == [1, 3, 9, 27, 81, 90]  # Optuna's own
     with pytest.raises(ConfigError, match="rung spacing"):
         Rungs(1, 90, 3, spacing="log").budgets  # noqa: B018
 
 
-def test_a_study_stored_before_rung_spacing_keeps_its_ladder() -> None:
+def test_a_study_stored_before_rung_spacing_and_promotion_rule_keeps_its_ladder_and_rule() -> None:
     from mlpfctl.config import Override, resolve
 
     overrides = [
         Override("train.steps", 100, "test"),
         Override("train.val_every", 10, "test"),
         Override("hpo.space", "mlpf-small", "test"),
-        Override("hpo.rung_spacing", "geometric", "test"),
     ]
     stored = StudySettings.from_config(resolve(None, overrides, env={}).config, "s").to_dict()
     assert StudySettings.from_dict(stored).rungs.budgets == [10, 30, 100]
-    del stored["rung_spacing"]
+    assert StudySettings.from_dict(stored).promotion_rule == "quota"
+    del stored["rung_spacing"], stored["promotion_rule"]
     assert StudySettings.from_dict(stored).rungs.budgets == [10, 30, 90, 100]
+    assert StudySettings.from_dict(stored).promotion_rule == "eager"
 
 
 @pytest.mark.parametrize(
@@ -103,9 +104,13 @@ def test_default_rungs_are_derived_from_the_budget_and_the_validation_interval(
         Override("hpo.reduction_factor", eta, "test"),
         Override("hpo.space", "mlpf-small", "test"),
     ]
+    default = StudySettings.from_config(resolve(None, overrides, env={}).config, "s").rungs
+    # The derived bottom rung is the same for both spacings; the table gives the eta ladder.
+    overrides.append(Override("hpo.rung_spacing", "eta", "test"))
     settings = StudySettings.from_config(resolve(None, overrides, env={}).config, "s")
     assert settings.rungs.budgets == rungs
-    assert all(b % val_every == 0 for b in settings.rungs.budgets[:-1])
+    assert default.budgets == Rungs(rungs[0], steps, eta, spacing="geometric").budgets
+    assert all(b % val_every == 0 for b in settings.rungs.budgets[:-1] + default.budgets[:-1])
     # --min-resource and --max-resource still override the rule.
     overrides += [
         Override("hpo.min_resource", val_every, "test"),

@@ -186,26 +186,26 @@ def test_stopping_decisions_match_optuna_pruners(scheduler: str, workers: int) -
     assert checks > 40 and any(e[0] == "check" and not e[5] for e in trace)
 
 
+@pytest.mark.parametrize("rule", ["quota", "eager"])
 @pytest.mark.parametrize("workers", [1, 2, 5])
-def test_asha_claims_match_the_workers_claim_order(workers: int) -> None:
+def test_asha_claims_match_the_workers_claim_order(workers: int, rule: str) -> None:
     """At every claim, the real ``claim_order`` on the same study state picks the simulated job."""
     rungs = Rungs(10, 270, 3)
     configs = random_configs(30, rungs.budgets, seed=workers)
     trace: list[tuple[Any, ...]] = []
-    simulate(
-        Campaign("asha", 30, workers, rungs), configs, Costs(step_s=1.0, jitter=(0.7, 1.0, 1.9)), 3, trace
-    )
+    campaign = Campaign("asha", 30, workers, rungs, promotion_rule=rule)
+    simulate(campaign, configs, Costs(step_s=1.0, jitter=(0.7, 1.0, 1.9)), 3, trace)
     promotions = 0
     for index, event in enumerate(trace):
         if event[0] != "claim":
             continue
-        expected = _real_first_claim(trace[:index], 30, rungs)
+        expected = _real_first_claim(trace[:index], 30, rungs, rule)
         assert expected == event[2], f"claim {index}: real order picks {expected}, simulation {event[2]}"
         promotions += event[4] > 0
     assert promotions >= 5
 
 
-def _real_first_claim(history: list[tuple[Any, ...]], trials: int, rungs: Rungs) -> int:
+def _real_first_claim(history: list[tuple[Any, ...]], trials: int, rungs: Rungs, rule: str) -> int:
     """Rebuild the study the workers would see after ``history`` and ask ``asha.claim_order``."""
     import optuna
 
@@ -270,6 +270,7 @@ def _real_first_claim(history: list[tuple[Any, ...]], trials: int, rungs: Rungs)
         eta=rungs.reduction_factor,
         top_rung=len(budgets) - 1,
         maximize=False,
+        rule=rule,
     )
     kind, number = order[0]
     assert kind == ("ticket" if number in tickets else "job")
