@@ -48,6 +48,8 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from mlpfctl.errors import ConfigError
+from mlpfctl.hpo import schedulers
 from mlpfctl.hpo.optuna_api import trial_id
 from mlpfctl.hpo.storage import ATTR_RETRY_OF
 
@@ -107,9 +109,9 @@ def rung_value(trial: optuna.trial.FrozenTrial) -> float | None:
 
 def rung_table(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[int, list[RungEntry]]:
     """Finished jobs per rung, best first (minimisation; callers flip signs to maximise)."""
-    table: dict[int, list[RungEntry]] = {}
     import optuna
 
+    table: dict[int, list[RungEntry]] = {}
     ran = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for trial in trials:
         # A FAIL job (killed, then re-run as a retry) never competes: its retry does.
@@ -179,6 +181,10 @@ def rung_promotions(ranked: Sequence[K], eta: int, open_: Container[K], *, rule:
     top = [key for key in ranked[: len(ranked) // eta] if key in open_]
     if rule == "eager":
         return top
+    if rule != "quota":
+        raise ConfigError(
+            f"unknown promotion rule '{rule}'", f"available: {', '.join(schedulers.PROMOTION_RULES)}"
+        )
     promoted = sum(1 for key in ranked if key not in open_)
     return top[: max(0, len(ranked) // eta - promoted)]
 

@@ -65,6 +65,7 @@ def test_dry_run_creates_nothing(tmp_path: Path) -> None:
     plan = json.loads(proc.stdout)
     # Derived from train.steps = 1000 and train.val_every = 100, geometric (docs/hpo.md, Rungs).
     assert plan["rungs"] == [100, 300, 1000] and plan["scheduler"] == "asha"
+    assert plan["promotion_rule"] == "quota"
     assert not (tmp_path / "s.db").exists()
 
 

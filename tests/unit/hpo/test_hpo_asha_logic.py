@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 import pytest
 
+from mlpfctl.errors import ConfigError
 from mlpfctl.hpo.asha import (
     ATTR_BUDGET,
     ATTR_CONFIG,
@@ -154,6 +155,15 @@ def test_the_quota_keeps_an_improving_rung_at_one_in_eta() -> None:
         promoted[rule] = sum(t.state == S.COMPLETE for t in book.tickets)
     assert promoted["quota"] == 30 // 3
     assert promoted["eager"] == 28  # all but the first two, each promoted once it is the best of 3+
+
+
+def test_an_unknown_promotion_rule_names_the_known_ones() -> None:
+    book = Book()
+    for v in (0.3, 0.2, 0.1):
+        book.paused(None, 0, v)
+    with pytest.raises(ConfigError, match="unknown promotion rule 'lazy'") as info:
+        book.candidates(rule="lazy")
+    assert info.value.hint == "available: quota, eager"
 
 
 def test_a_promotion_waits_for_room_and_then_goes_to_the_best_open_job() -> None:
