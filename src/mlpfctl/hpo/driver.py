@@ -54,7 +54,7 @@ class RunRequest:
             "trials": s.trials,
             "rungs": s.rungs.budgets,
             "reduction_factor": s.reduction_factor,
-            "promotion_rule": s.promotion_rule if s.promotion else None,
+            "promotion_rule": s.promotion_rule_in_use,
             "objective": s.objective or "mlpf (training)",
             "space": s.space.get("name"),
             "workdir": s.workdir,

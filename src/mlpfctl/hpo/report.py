@@ -186,7 +186,7 @@ def summary(study: optuna.Study, settings: StudySettings) -> dict[str, Any]:
         "states": states,
         "outcomes": outcomes,
         "rungs": settings.rungs.budgets,
-        "promotion_rule": settings.promotion_rule if settings.promotion else None,
+        "promotion_rule": settings.promotion_rule_in_use,
         "jobs_per_rung": {str(k): v for k, v in sorted(per_rung.items())},
         "steps_consumed": steps_consumed(study, settings),
         "best": rows[0].as_dict() if rows else None,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlpfctl.errors import ConfigError
-from mlpfctl.hpo.schedulers import Rungs
+from mlpfctl.hpo.schedulers import PROMOTION, Rungs
 
 if TYPE_CHECKING:
     import optuna
@@ -73,7 +73,12 @@ class StudySettings:
 
     @property
     def promotion(self) -> bool:
-        return self.scheduler in ("asha", "rasda")
+        return self.scheduler in PROMOTION
+
+    @property
+    def promotion_rule_in_use(self) -> str | None:
+        """The promotion rule, or None for Optuna's stop-type pruners (which have none)."""
+        return self.promotion_rule if self.promotion else None
 
     @property
     def maximize(self) -> bool:
